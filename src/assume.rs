@@ -1,0 +1,432 @@
+//! One AssumeRole call, role chains, and the one place where STS failures are classified into
+//! the error kinds that logs, metrics and `/status` use.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
+use aws_sdk_sts::Client;
+
+use crate::config::{RoleArn, RoleConfig};
+use crate::credentials::{Credentials, Secret};
+
+/// The longest session STS grants to a role chain (and the shortest maximum a role can have).
+pub const ONE_HOUR: Duration = Duration::from_secs(3600);
+
+/// Intermediate hops of a chain live only long enough to assume the next hop.
+const HOP_DURATION: Duration = Duration::from_secs(900);
+
+/// What kind of failure an attempt was: the fixed `kind` label of metrics, logs and `/status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// STS refused: the trust policy or the source's permissions do not allow the call.
+    AccessDenied,
+    /// STS asked us to slow down.
+    Throttled,
+    /// The sidecar's own credentials are missing, invalid or expired.
+    InvalidSourceCredentials,
+    /// STS could not be reached.
+    Network,
+    /// The call took longer than `refresh.timeout`.
+    Timeout,
+    /// STS refused a parameter (duration, policy, tags...).
+    Validation,
+    /// Anything else, including malformed replies.
+    Other,
+}
+
+impl ErrorKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::AccessDenied,
+        ErrorKind::Throttled,
+        ErrorKind::InvalidSourceCredentials,
+        ErrorKind::Network,
+        ErrorKind::Timeout,
+        ErrorKind::Validation,
+        ErrorKind::Other,
+    ];
+
+    /// The label value, as SPEC.md names it.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::InvalidSourceCredentials => "invalid_source_credentials",
+            ErrorKind::Network => "network",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Validation => "validation",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    /// The kind of an STS error code.
+    pub fn from_code(code: &str) -> ErrorKind {
+        match code {
+            "AccessDenied" | "AccessDeniedException" => ErrorKind::AccessDenied,
+            "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "SlowDown"
+            | "PriorRequestNotComplete" => ErrorKind::Throttled,
+            "InvalidClientTokenId"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "SignatureDoesNotMatch"
+            | "IncompleteSignature"
+            | "MissingAuthenticationToken"
+            | "InvalidAccessKeyId"
+            | "UnrecognizedClientException"
+            | "InvalidToken"
+            | "AuthFailure" => ErrorKind::InvalidSourceCredentials,
+            "ValidationError"
+            | "ValidationException"
+            | "MalformedPolicyDocument"
+            | "PackedPolicyTooLarge"
+            | "RegionDisabledException"
+            | "InvalidParameterValue"
+            | "InvalidParameterCombination"
+            | "MissingParameter"
+            | "InvalidAction" => ErrorKind::Validation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.metric_label())
+    }
+}
+
+/// A failed attempt to get credentials for a role. Its message carries the STS error code and
+/// message, never a secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct AssumeError {
+    /// The classification.
+    pub kind: ErrorKind,
+    /// The STS error code, when STS answered.
+    pub code: Option<String>,
+    /// What happened, and for some kinds what to check.
+    pub message: String,
+}
+
+impl AssumeError {
+    /// True when STS refused the requested duration as too long.
+    pub fn is_duration_too_long(&self) -> bool {
+        self.kind == ErrorKind::Validation && self.message.contains("DurationSeconds exceeds")
+    }
+
+    fn new(kind: ErrorKind, code: Option<String>, message: String) -> AssumeError {
+        AssumeError {
+            kind,
+            code,
+            message,
+        }
+    }
+
+    /// Classifies an SDK error; `arn` is the role being assumed, named in hints.
+    pub fn from_sdk<E>(err: &SdkError<E, HttpResponse>, arn: &str) -> AssumeError
+    where
+        E: ProvideErrorMetadata + StdError + 'static,
+    {
+        if let SdkError::ServiceError(service) = err {
+            let e = service.err();
+            let Some(code) = e.code() else {
+                let status = service.raw().status().as_u16();
+                return AssumeError::new(
+                    ErrorKind::Other,
+                    None,
+                    format!("STS answered HTTP {status} without an error code"),
+                );
+            };
+            let kind = ErrorKind::from_code(code);
+            let mut message = format!("{code}: {}", e.message().unwrap_or("(no message)"));
+            if kind == ErrorKind::AccessDenied {
+                message.push_str(&format!(
+                    " (check that the trust policy of {arn} trusts this sidecar's principal, with the right ExternalId, \
+                     and that the principal's own policy allows sts:AssumeRole on it)"
+                ));
+            }
+            return AssumeError::new(kind, Some(code.to_string()), message);
+        }
+        if let SdkError::ResponseError(_) = err {
+            // The reply's content is not quoted: a truncated AssumeRole reply holds a secret.
+            return AssumeError::new(
+                ErrorKind::Other,
+                None,
+                "STS sent a reply that could not be read (malformed or truncated)".into(),
+            );
+        }
+        let detail = describe(err);
+        if caused_by_credentials(err) {
+            return AssumeError::new(
+                ErrorKind::InvalidSourceCredentials,
+                None,
+                format!("no usable source credentials from the default chain or source.profile: {detail}"),
+            );
+        }
+        let kind = match err {
+            SdkError::TimeoutError(_) => ErrorKind::Timeout,
+            SdkError::DispatchFailure(d) if d.is_timeout() => ErrorKind::Timeout,
+            SdkError::DispatchFailure(_) => ErrorKind::Network,
+            _ => ErrorKind::Other,
+        };
+        AssumeError::new(kind, None, detail)
+    }
+
+    /// The error for a call that did not finish within `refresh.timeout`.
+    pub fn timed_out(after: Duration) -> AssumeError {
+        AssumeError::new(
+            ErrorKind::Timeout,
+            None,
+            format!("STS did not answer within {}s", after.as_secs_f64()),
+        )
+    }
+}
+
+/// The `Display` of `err` and its causes, joined; never their `Debug`, which can hold raw replies.
+fn describe(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+/// True when a credentials provider's error is among the causes of `err`.
+fn caused_by_credentials(err: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<CredentialsError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Calls STS for the roles of the configuration.
+#[derive(Clone, Debug)]
+pub struct Assumer {
+    client: Client,
+    timeout: Duration,
+}
+
+impl Assumer {
+    /// Uses `client` (with the source credentials) and a time limit per call.
+    pub fn new(client: Client, timeout: Duration) -> Assumer {
+        Assumer { client, timeout }
+    }
+
+    /// Assumes `role` for `duration`, through its chain if it has one.
+    ///
+    /// When STS refuses a duration over one hour (role chaining, or the role's maximum), the call
+    /// is repeated with one hour and `duration` is lowered for the next refreshes; the caller logs
+    /// that once, when it sees `duration` change.
+    pub async fn assume(
+        &self,
+        role: &RoleConfig,
+        duration: &mut Duration,
+        now: impl Fn() -> SystemTime,
+    ) -> Result<Credentials, AssumeError> {
+        let mut client = self.client.clone();
+        for hop in &role.chain {
+            let creds = self
+                .call(
+                    &client,
+                    hop,
+                    None,
+                    &role.session_name_resolved,
+                    HOP_DURATION,
+                    &now,
+                )
+                .await?;
+            client = with_credentials(&self.client, &creds);
+        }
+        match self
+            .call(
+                &client,
+                &role.role_arn,
+                Some(role),
+                &role.session_name_resolved,
+                *duration,
+                &now,
+            )
+            .await
+        {
+            Err(e) if e.is_duration_too_long() && *duration > ONE_HOUR => {
+                *duration = ONE_HOUR;
+                self.call(
+                    &client,
+                    &role.role_arn,
+                    Some(role),
+                    &role.session_name_resolved,
+                    ONE_HOUR,
+                    &now,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// One AssumeRole call; `options` carries the target role's session options (none for a hop).
+    async fn call(
+        &self,
+        client: &Client,
+        arn: &RoleArn,
+        options: Option<&RoleConfig>,
+        session_name: &str,
+        duration: Duration,
+        now: &impl Fn() -> SystemTime,
+    ) -> Result<Credentials, AssumeError> {
+        let mut request = client
+            .assume_role()
+            .role_arn(arn.as_str())
+            .role_session_name(session_name)
+            .duration_seconds(i32::try_from(duration.as_secs()).unwrap_or(i32::MAX));
+        if let Some(role) = options {
+            request = request
+                .set_external_id(role.external_id.clone())
+                .set_policy(role.policy.clone())
+                .set_source_identity(role.source_identity.clone());
+            for policy_arn in &role.policy_arns {
+                request =
+                    request.policy_arns(PolicyDescriptorType::builder().arn(policy_arn).build());
+            }
+            for (key, value) in &role.tags {
+                let tag = Tag::builder().key(key).value(value).build().map_err(|e| {
+                    AssumeError::new(
+                        ErrorKind::Validation,
+                        None,
+                        format!("session tag {key:?}: {e}"),
+                    )
+                })?;
+                request = request.tags(tag);
+            }
+            for key in &role.transitive_tag_keys {
+                request = request.transitive_tag_keys(key);
+            }
+        }
+        let output = match tokio::time::timeout(self.timeout, request.send()).await {
+            Err(_) => return Err(AssumeError::timed_out(self.timeout)),
+            Ok(Err(e)) => return Err(AssumeError::from_sdk(&e, arn.as_str())),
+            Ok(Ok(output)) => output,
+        };
+        let issued = now();
+        let malformed = |what: &str| {
+            AssumeError::new(
+                ErrorKind::Other,
+                None,
+                format!("STS answered without {what}"),
+            )
+        };
+        let c = output.credentials.ok_or_else(|| malformed("Credentials"))?;
+        let expiration =
+            SystemTime::try_from(c.expiration).map_err(|_| malformed("a valid Expiration"))?;
+        if c.access_key_id.is_empty()
+            || c.secret_access_key.is_empty()
+            || c.session_token.is_empty()
+        {
+            return Err(malformed("a complete key, secret and session token"));
+        }
+        if expiration <= issued {
+            return Err(AssumeError::new(
+                ErrorKind::Other,
+                None,
+                format!(
+                    "STS returned credentials that expire at {}, already past: check this machine's clock",
+                    crate::credentials::rfc3339(expiration)
+                ),
+            ));
+        }
+        Ok(Credentials {
+            access_key_id: c.access_key_id,
+            secret_access_key: Secret::new(c.secret_access_key),
+            session_token: Secret::new(c.session_token),
+            expiration,
+            issued,
+            role_arn: arn.to_string(),
+        })
+    }
+}
+
+/// A client like `base` that signs with `creds` instead of the source credentials.
+fn with_credentials(base: &Client, creds: &Credentials) -> Client {
+    let provider = aws_credential_types::Credentials::new(
+        &creds.access_key_id,
+        creds.secret_access_key.expose(),
+        Some(creds.session_token.expose().to_string()),
+        Some(creds.expiration),
+        "rolerelay-chain",
+    );
+    Client::from_conf(
+        base.config()
+            .to_builder()
+            .credentials_provider(provider)
+            .build(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_the_spec_kinds() {
+        let cases = [
+            ("AccessDenied", "access_denied"),
+            ("Throttling", "throttled"),
+            ("RequestLimitExceeded", "throttled"),
+            ("InvalidClientTokenId", "invalid_source_credentials"),
+            ("ExpiredToken", "invalid_source_credentials"),
+            ("SignatureDoesNotMatch", "invalid_source_credentials"),
+            ("ValidationError", "validation"),
+            ("MalformedPolicyDocument", "validation"),
+            ("RegionDisabledException", "validation"),
+            ("InternalFailure", "other"),
+        ];
+        for (code, label) in cases {
+            assert_eq!(ErrorKind::from_code(code).metric_label(), label, "{code}");
+        }
+        let labels: std::collections::HashSet<_> =
+            ErrorKind::ALL.iter().map(|k| k.metric_label()).collect();
+        assert_eq!(labels.len(), 7);
+    }
+
+    #[test]
+    fn duration_refusals_are_recognised() {
+        let chained = AssumeError::new(
+            ErrorKind::Validation,
+            Some("ValidationError".into()),
+            "ValidationError: The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.".into(),
+        );
+        assert!(chained.is_duration_too_long());
+        let other = AssumeError::new(
+            ErrorKind::Validation,
+            None,
+            "ValidationError: 1 validation error detected".into(),
+        );
+        assert!(!other.is_duration_too_long());
+        let denied = AssumeError::new(
+            ErrorKind::AccessDenied,
+            None,
+            "DurationSeconds exceeds".into(),
+        );
+        assert!(!denied.is_duration_too_long());
+    }
+}

@@ -1,0 +1,500 @@
+//! Value types of the configuration: each parses from the text a user writes (a YAML scalar, a
+//! flag or an environment variable) and says what to write instead when it cannot.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Implements `Deserialize` through `FromStr`, so the file, flags and environment share one parser.
+macro_rules! deserialize_from_str {
+    ($($ty:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+/// A duration written like `90s`, `15m`, `1h` or `1h30m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "duration {s:?} has no unit: write it like {s}s, 15m or 1h"
+            ));
+        }
+        humantime::parse_duration(s)
+            .map(Dur)
+            .map_err(|_| format!("invalid duration {s:?}: write it like 90s, 15m or 1h"))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // humantime writes "1h 30m"; without spaces it reads back as the same value.
+        let text = humantime::format_duration(self.0).to_string();
+        f.write_str(&text.replace(' ', ""))
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The ARN of an IAM role: `arn:<partition>:iam::<12-digit account>:role/[path/]name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RoleArn(String);
+
+impl RoleArn {
+    /// The ARN as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The role's account id.
+    pub fn account(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
+
+    /// The role's name: the last segment of its path.
+    pub fn role_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+impl FromStr for RoleArn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hint = "write it as arn:aws:iam::<12-digit account id>:role/<role name>";
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let ok = match parts.as_slice() {
+            ["arn", partition, "iam", "", account, resource] => {
+                !partition.is_empty()
+                    && account.len() == 12
+                    && account.chars().all(|c| c.is_ascii_digit())
+                    && resource.strip_prefix("role/").is_some_and(|path| {
+                        let name = path.rsplit('/').next().unwrap_or_default();
+                        !name.is_empty()
+                            && name.len() <= 64
+                            && name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+                    })
+            }
+            _ => false,
+        };
+        if ok {
+            Ok(RoleArn(s.to_string()))
+        } else {
+            Err(format!("{s:?} is not an IAM role ARN: {hint}"))
+        }
+    }
+}
+
+impl fmt::Display for RoleArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A role's name in rolerelay: the profile name, the file stem and the endpoint path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RoleName(String);
+
+impl RoleName {
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for RoleName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            Ok(RoleName(s.to_string()))
+        } else {
+            Err(format!(
+                "role name {s:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-' (it names files and profiles)"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Unix file mode written in octal, like `"0640"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl FromStr for FileMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let digits = s.strip_prefix("0o").unwrap_or(s);
+        let mode = match u32::from_str_radix(digits, 8) {
+            Ok(mode) if (3..=4).contains(&digits.len()) && mode <= 0o777 => mode,
+            _ => {
+                return Err(format!(
+                    "file mode {s:?} is not an octal mode: write it quoted, like \"0640\""
+                ))
+            }
+        };
+        if mode & 0o400 == 0 {
+            return Err(format!(
+                "file mode {s:?} leaves the files unreadable by their owner: use e.g. \"0640\""
+            ));
+        }
+        if mode & 0o002 != 0 {
+            return Err(format!(
+                "file mode {s:?} lets anyone overwrite the credentials: use e.g. \"0640\""
+            ));
+        }
+        Ok(FileMode(mode))
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for FileMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The numeric `uid:gid` that written files are given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+impl FromStr for Owner {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = s.split_once(':').and_then(|(u, g)| {
+            Some(Owner {
+                uid: u.parse().ok()?,
+                gid: g.parse().ok()?,
+            })
+        });
+        parsed.ok_or_else(|| format!("owner {s:?} must be numeric \"uid:gid\", like \"1000:1000\""))
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+
+impl Serialize for Owner {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A session name template: text with `{hostname}`, `{role}` and `{pod}` placeholders.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SessionTemplate(String);
+
+/// What the placeholders of a [`SessionTemplate`] stand for.
+#[derive(Clone, Debug, Default)]
+pub struct TemplateVars {
+    /// `{hostname}`: the host (in Kubernetes, the pod) name.
+    pub hostname: String,
+    /// `{pod}`: the environment variable `POD_NAME`, else the host name.
+    pub pod: String,
+}
+
+impl SessionTemplate {
+    /// Expands the placeholders and makes the result a valid STS `RoleSessionName`.
+    pub fn render(&self, role: &RoleName, vars: &TemplateVars) -> String {
+        let text = self
+            .0
+            .replace("{hostname}", &vars.hostname)
+            .replace("{role}", role.as_str())
+            .replace("{pod}", &vars.pod);
+        sanitize_session_name(&text)
+    }
+}
+
+impl FromStr for SessionTemplate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("session name {s:?} has an unclosed '{{'"))?;
+            let name = &after[..close];
+            if !matches!(name, "hostname" | "role" | "pod") {
+                return Err(format!(
+                    "session name {s:?} uses {{{name}}}: the placeholders are {{hostname}}, {{role}} and {{pod}}"
+                ));
+            }
+            rest = &after[close + 1..];
+        }
+        if s.is_empty() {
+            return Err("session name is empty: use e.g. \"rolerelay-{hostname}\"".into());
+        }
+        Ok(SessionTemplate(s.to_string()))
+    }
+}
+
+/// Makes `text` a valid STS session name: characters outside `[A-Za-z0-9+=,.@_-]` become `-`,
+/// the result is cut to 64 characters, and one shorter than 2 is padded.
+pub fn sanitize_session_name(text: &str) -> String {
+    let mut name: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    while name.len() < 2 {
+        name.push('-');
+    }
+    name
+}
+
+/// A fraction in a range, for `lifetime_fraction` and `jitter`.
+pub fn check_fraction(value: f64, low_open: bool, what: &str) -> Result<f64, String> {
+    let ok = value.is_finite() && value < 1.0 && if low_open { value > 0.0 } else { value >= 0.0 };
+    if ok {
+        Ok(value)
+    } else if low_open {
+        Err(format!(
+            "{what} {value} is outside 0..1: use a value above 0 and below 1, like 0.5"
+        ))
+    } else {
+        Err(format!(
+            "{what} {value} is outside 0..1: use a value from 0 up to below 1, like 0.1"
+        ))
+    }
+}
+
+/// The log format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object a line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            _ => Err(format!("log format {s:?} is not json or text")),
+        }
+    }
+}
+
+/// The log level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default: one line per refresh.
+    Info,
+    /// Details of each step.
+    Debug,
+    /// Everything, including the AWS SDK's own traces.
+    Trace,
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(LogLevel::Error),
+            "warn" | "warning" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            "trace" => Ok(LogLevel::Trace),
+            _ => Err(format!(
+                "log level {s:?} is not one of error, warn, info, debug, trace"
+            )),
+        }
+    }
+}
+
+deserialize_from_str!(
+    Dur,
+    RoleArn,
+    RoleName,
+    FileMode,
+    Owner,
+    SessionTemplate,
+    LogFormat,
+    LogLevel
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!("90s".parse::<Dur>().unwrap().0, Duration::from_secs(90));
+        assert_eq!("1h30m".parse::<Dur>().unwrap().0, Duration::from_secs(5400));
+        assert!("3600".parse::<Dur>().unwrap_err().contains("no unit"));
+        assert!("5x"
+            .parse::<Dur>()
+            .unwrap_err()
+            .contains("invalid duration"));
+        assert_eq!(Dur(Duration::from_secs(5400)).to_string(), "1h30m");
+        assert_eq!(
+            Dur(Duration::from_secs(5400))
+                .to_string()
+                .parse::<Dur>()
+                .unwrap()
+                .0
+                .as_secs(),
+            5400
+        );
+    }
+
+    #[test]
+    fn role_arns_are_checked() {
+        let arn: RoleArn = "arn:aws:iam::111111111111:role/path/RoleForB"
+            .parse()
+            .unwrap();
+        assert_eq!(arn.account(), "111111111111");
+        assert_eq!(arn.role_name(), "RoleForB");
+        assert!("arn:aws-cn:iam::111111111111:role/R"
+            .parse::<RoleArn>()
+            .is_ok());
+        for bad in [
+            "RoleForB",
+            "arn:aws:iam::11111111111:role/R",
+            "arn:aws:iam::111111111111:user/R",
+            "arn:aws:sts::111111111111:role/R",
+            "arn:aws:iam::111111111111:role/",
+            "arn:aws:iam:us-east-1:111111111111:role/R",
+            "arn:aws:iam::111111111111:role/R x",
+        ] {
+            let err = bad.parse::<RoleArn>().unwrap_err();
+            assert!(
+                err.contains("arn:aws:iam::<12-digit account id>"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_modes_are_octal_and_safe() {
+        assert_eq!("0640".parse::<FileMode>().unwrap().0, 0o640);
+        assert_eq!("600".parse::<FileMode>().unwrap().0, 0o600);
+        assert!("0o640".parse::<FileMode>().is_ok());
+        assert!("0980".parse::<FileMode>().unwrap_err().contains("octal"));
+        assert!("0440".parse::<FileMode>().is_ok());
+        assert!("04640".parse::<FileMode>().is_err());
+        assert!("0240"
+            .parse::<FileMode>()
+            .unwrap_err()
+            .contains("unreadable"));
+        assert!("0666".parse::<FileMode>().unwrap_err().contains("anyone"));
+        assert_eq!(FileMode(0o640).to_string(), "0640");
+    }
+
+    #[test]
+    fn owners_are_numeric() {
+        assert_eq!(
+            "1000:2000".parse::<Owner>().unwrap(),
+            Owner {
+                uid: 1000,
+                gid: 2000
+            }
+        );
+        assert!("app:app".parse::<Owner>().is_err());
+        assert!("1000".parse::<Owner>().is_err());
+    }
+
+    #[test]
+    fn session_templates_render_and_sanitize() {
+        let t: SessionTemplate = "rr-{hostname}-{role}-{pod}".parse().unwrap();
+        let vars = TemplateVars {
+            hostname: "ip-10-0-0-1.ec2.internal".into(),
+            pod: "web 7/x".into(),
+        };
+        let role: RoleName = "account-a".parse().unwrap();
+        assert_eq!(
+            t.render(&role, &vars),
+            "rr-ip-10-0-0-1.ec2.internal-account-a-web-7-x"
+        );
+        assert!("x-{host}"
+            .parse::<SessionTemplate>()
+            .unwrap_err()
+            .contains("{host}"));
+        assert!("x-{role"
+            .parse::<SessionTemplate>()
+            .unwrap_err()
+            .contains("unclosed"));
+    }
+
+    #[test]
+    fn session_names_meet_sts_rules() {
+        assert_eq!(sanitize_session_name("a"), "a-");
+        assert_eq!(sanitize_session_name("é:b c"), "--b-c");
+        assert_eq!(sanitize_session_name(&"x".repeat(100)).len(), 64);
+        assert_eq!(sanitize_session_name("a+=,.@_-Z9"), "a+=,.@_-Z9");
+    }
+
+    #[test]
+    fn role_names_are_file_safe() {
+        assert!("account-a_1".parse::<RoleName>().is_ok());
+        for bad in ["", "a/b", "a.b", "../x", "a b"] {
+            assert!(bad.parse::<RoleName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fractions_are_bounded() {
+        assert!(check_fraction(0.5, true, "f").is_ok());
+        assert!(check_fraction(0.0, true, "f").is_err());
+        assert!(check_fraction(0.0, false, "f").is_ok());
+        assert!(check_fraction(1.0, false, "f").is_err());
+        assert!(check_fraction(f64::NAN, false, "f").is_err());
+    }
+}

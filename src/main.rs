@@ -1,0 +1,104 @@
+//! The `rolerelay` binary: parse the command line, load the configuration, start the runtime.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rolerelay::cli::{Cli, Command, ConfigArgs};
+use rolerelay::config::Config;
+use rolerelay::{app, clock, logging, outputs};
+
+/// Exit code for an invalid configuration.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => with_config(&args, |config| {
+            runtime()
+                .block_on(app::run(config, shutdown_signal()))
+                .map_or_else(fail, |()| ExitCode::SUCCESS)
+        }),
+        Command::Once(args) => with_config(&args, |config| {
+            match runtime().block_on(app::once(config)) {
+                Ok(failed) if failed.is_empty() => ExitCode::SUCCESS,
+                Ok(failed) => {
+                    let list: Vec<String> = failed
+                        .iter()
+                        .map(|(name, e)| format!("{name} ({e})"))
+                        .collect();
+                    eprintln!(
+                        "rolerelay: {} role(s) failed: {}",
+                        failed.len(),
+                        list.join(", ")
+                    );
+                    ExitCode::FAILURE
+                }
+                Err(e) => fail(e),
+            }
+        }),
+        Command::Check(args) => match Config::load(&args) {
+            Ok(config) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&config).expect("the configuration serializes")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(e),
+        },
+        Command::CredentialProcess(args) => {
+            match outputs::process_json::read_current(&args.dir, &args.role, clock::now()) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rolerelay credential-process: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Loads the configuration (exit 2 with one line if invalid), starts logging, and runs `f`.
+fn with_config(args: &ConfigArgs, f: impl FnOnce(Config) -> ExitCode) -> ExitCode {
+    match Config::load(args) {
+        Ok(config) => {
+            logging::init(config.logging.format, config.logging.level);
+            f(config)
+        }
+        Err(e) => config_error(e),
+    }
+}
+
+fn config_error(e: rolerelay::config::ConfigError) -> ExitCode {
+    eprintln!("rolerelay: configuration error: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    tracing::error!(error = format!("{e:#}"), "rolerelay failed");
+    eprintln!("rolerelay: {e:#}");
+    ExitCode::FAILURE
+}
+
+/// One thread is plenty for a sidecar: the work is waiting on STS and timers, and file writes go
+/// to the blocking pool.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime")
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
+    let mut int = signal(SignalKind::interrupt()).expect("cannot listen for SIGINT");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,164 @@
+//! Atomic file replacement: a reader sees the old file or the new one, never a torn, empty or
+//! more permissive one.
+//!
+//! The new content goes to a temporary file in the same directory, created with the final mode
+//! (and owner), written and fsynced, then renamed over the old name; the directory is fsynced so
+//! the rename survives a crash.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::Owner;
+
+/// Temporary files start with this; any left behind by a crash are removed at start.
+pub const TEMP_PREFIX: &str = ".rolerelay-tmp-";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Replaces `dir/name` with `contents`, with exactly `mode` and, if given, `owner`.
+pub fn write(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<Owner>,
+) -> io::Result<()> {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!("{TEMP_PREFIX}{name}.{}.{n}", std::process::id()));
+    let result = write_new(&tmp, contents, mode, owner).and_then(|()| {
+        fs::rename(&tmp, dir.join(name))?;
+        File::open(dir)?.sync_all()
+    });
+    if result.is_err() {
+        // Best effort: the temporary file may not exist, or may already have been renamed.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_new(path: &Path, contents: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    // The umask can only have removed bits: setting `mode` now never makes the file looser than it.
+    file.set_permissions(Permissions::from_mode(mode))?;
+    if let Some(o) = owner {
+        std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))?;
+    }
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Removes `dir/name` if it exists, and fsyncs the directory.
+pub fn remove(dir: &Path, name: &str) -> io::Result<()> {
+    match fs::remove_file(dir.join(name)) {
+        Ok(()) => File::open(dir)?.sync_all(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes temporary files a killed process left in `dir`.
+pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn writes_with_exactly_the_mode_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o600, 0o640, 0o660] {
+            write(dir.path(), "f", b"x", mode, None).unwrap();
+            let meta = fs::metadata(dir.path().join("f")).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, mode);
+        }
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"x");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn a_reader_never_sees_a_torn_or_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = |i: u32| {
+            format!(
+                "{{\"generation\":{i},\"pad\":\"{}\"}}",
+                "x".repeat(4096 + (i as usize % 7) * 100)
+            )
+        };
+        write(dir.path(), "f.json", body(0).as_bytes(), 0o640, None).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (path, done) = (dir.path().join("f.json"), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u32;
+                while !done.load(Ordering::Relaxed) {
+                    let text = fs::read_to_string(&path).unwrap();
+                    let value: serde_json::Value = serde_json::from_str(&text).expect("torn read");
+                    assert!(value["generation"].is_u64());
+                    assert_eq!(
+                        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                        0o640
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 1..=2000 {
+            write(dir.path(), "f.json", body(i).as_bytes(), 0o640, None).unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        let reads = reader.join().unwrap();
+        assert!(reads > 0);
+        let last: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.path().join("f.json")).unwrap()).unwrap();
+        assert_eq!(last["generation"], 2000);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "f", b"old", 0o640, None).unwrap();
+        // A directory in the way makes the rename fail.
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("d/inner"), b"").unwrap();
+        assert!(write(dir.path(), "d", b"new", 0o640, None).is_err());
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"old");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(format!("{TEMP_PREFIX}x.json.1.1")), b"half").unwrap();
+        fs::write(dir.path().join("keep"), b"").unwrap();
+        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        assert!(dir.path().join("keep").exists());
+    }
+}

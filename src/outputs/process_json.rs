@@ -1,0 +1,63 @@
+//! `<role>.json`: the credential_process format (Version 1, RFC 3339 `Expiration`).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::credentials::{rfc3339, Credentials};
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProcessCredentials<'a> {
+    version: u8,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    session_token: &'a str,
+    expiration: String,
+}
+
+/// The file's content.
+pub fn render(creds: &Credentials) -> String {
+    let doc = ProcessCredentials {
+        version: 1,
+        access_key_id: &creds.access_key_id,
+        secret_access_key: creds.secret_access_key.expose(),
+        session_token: creds.session_token.expose(),
+        expiration: rfc3339(creds.expiration),
+    };
+    serde_json::to_string(&doc).expect("plain strings serialize") + "\n"
+}
+
+/// Reads `dir/<role>.json` for `rolerelay credential-process`: the text to print, if the file
+/// exists, parses, and has not expired at `now`. The error never contains the file's content.
+pub fn read_current(dir: &Path, role: &str, now: SystemTime) -> Result<String, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Check {
+        version: u8,
+        expiration: String,
+    }
+    let path = dir.join(format!("{role}.json"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let check: Check = serde_json::from_str(&text)
+        .map_err(|_| format!("{} is not credential_process JSON", path.display()))?;
+    let expiration = humantime::parse_rfc3339(&check.expiration)
+        .map_err(|_| format!("{} has an unreadable Expiration", path.display()))?;
+    if check.version != 1 {
+        return Err(format!(
+            "{} has Version {}, expected 1",
+            path.display(),
+            check.version
+        ));
+    }
+    if expiration <= now {
+        return Err(format!(
+            "the credentials in {} expired at {}",
+            path.display(),
+            check.expiration
+        ));
+    }
+    Ok(text)
+}

@@ -1,0 +1,171 @@
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::config::{FileMode, RoleArn};
+use crate::credentials::{Credentials, Secret};
+
+/// 2026-11-28T11:00:00Z
+const EXPIRY: u64 = 1_795_863_600;
+
+fn creds(letter: char) -> Credentials {
+    let l = letter.to_ascii_lowercase();
+    Credentials {
+        access_key_id: format!("ASIA{}", letter.to_string().repeat(16)),
+        secret_access_key: Secret::new(format!("secret-{l}/+=")),
+        session_token: Secret::new(format!("token-{l}/+=")),
+        expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY),
+        issued: SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 3600),
+        role_arn: format!("arn:aws:iam::111111111111:role/Role{letter}"),
+    }
+}
+
+fn name(s: &str) -> RoleName {
+    s.parse().unwrap()
+}
+
+fn golden(file: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(file),
+    )
+    .unwrap()
+}
+
+#[test]
+fn credentials_ini_matches_golden() {
+    let mut all = BTreeMap::new();
+    all.insert(name("account-b"), Arc::new(creds('B')));
+    all.insert(name("account-a"), Arc::new(creds('A')));
+    assert_eq!(
+        ini::render_credentials(&all, Some(&name("account-b"))),
+        golden("credentials.ini")
+    );
+}
+
+#[test]
+fn config_ini_matches_golden() {
+    let roles = [name("account-a"), name("account-b")];
+    let text = ini::render_config(
+        &roles,
+        "cat {dir}/{role}.json",
+        Path::new("/app/creds"),
+        "eu-west-1",
+        Some(&name("account-b")),
+    );
+    assert_eq!(text, golden("config.ini"));
+}
+
+#[test]
+fn process_json_and_env_match_golden() {
+    assert_eq!(process_json::render(&creds('A')), golden("account-a.json"));
+    assert_eq!(env::render(&creds('A')), golden("account-a.env"));
+}
+
+fn config(dir: &Path) -> OutputsConfig {
+    OutputsConfig {
+        directory: dir.to_path_buf(),
+        credentials_file: Some("credentials".into()),
+        config_file: Some("config".into()),
+        app_directory: None,
+        process_command: "cat {dir}/{role}.json".into(),
+        default_role: None,
+        process_json: true,
+        env_file: true,
+        file_mode: FileMode(0o600),
+        owner: None,
+        remove_on_exit: false,
+    }
+}
+
+fn role(n: &str) -> RoleConfig {
+    RoleConfig {
+        name: name(n),
+        role_arn: "arn:aws:iam::111111111111:role/R"
+            .parse::<RoleArn>()
+            .unwrap(),
+        session_name: "s-{role}".parse().unwrap(),
+        session_name_resolved: format!("s-{n}"),
+        external_id: None,
+        duration: crate::config::Dur(Duration::from_secs(3600)),
+        chain: vec![],
+        policy: None,
+        policy_arns: vec![],
+        tags: BTreeMap::new(),
+        transitive_tag_keys: vec![],
+        source_identity: None,
+    }
+}
+
+#[test]
+fn publish_writes_every_format_and_withdraw_removes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new/dir");
+    let roles = [role("a"), role("b")];
+    let state = State::new(&roles);
+    let outputs = Outputs::new(&config(&dir), "us-east-1", &roles);
+    outputs.prepare(&state).unwrap();
+    assert!(std::fs::read_to_string(dir.join("config"))
+        .unwrap()
+        .contains("[profile b]"));
+
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    for file in ["a.json", "a.env", "credentials", "config"] {
+        let meta = std::fs::metadata(dir.join(file)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+    }
+    assert!(
+        !dir.join("b.json").exists(),
+        "a role without credentials has no file"
+    );
+    let ini = std::fs::read_to_string(dir.join("credentials")).unwrap();
+    assert!(ini.contains("[a]") && !ini.contains("[b]"));
+
+    // Expired credentials are never written.
+    let later = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY + 1);
+    state.update(&name("b"), |s| s.credentials = Some(Arc::new(creds('B'))));
+    assert!(outputs.publish(&state, &name("b"), later).is_empty());
+    assert!(!dir.join("b.json").exists());
+
+    assert!(outputs.withdraw(&state, &name("a"), later).is_empty());
+    assert!(!dir.join("a.json").exists() && !dir.join("a.env").exists());
+    assert!(!std::fs::read_to_string(dir.join("credentials"))
+        .unwrap()
+        .contains("[a]"));
+}
+
+#[test]
+fn a_failed_write_is_reported_and_remembered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a")];
+    let state = State::new(&roles);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    outputs.prepare(&state).unwrap();
+    std::fs::create_dir(tmp.path().join("a.env")).unwrap();
+    std::fs::write(tmp.path().join("a.env/x"), "").unwrap();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    let failures = outputs.publish(&state, &name("a"), now);
+    assert_eq!(
+        failures.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec![ENV_FILE]
+    );
+    assert!(state
+        .get(&name("a"))
+        .unwrap()
+        .write_errors
+        .contains_key(ENV_FILE));
+    assert!(
+        !failures[0].1.contains("secret-a"),
+        "errors never carry the secret"
+    );
+    std::fs::remove_dir_all(tmp.path().join("a.env")).unwrap();
+    assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
+}

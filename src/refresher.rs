@@ -1,0 +1,219 @@
+//! The per-role loop: assume, publish, sleep until the next refresh; and the single refresh that
+//! both the loop and `rolerelay once` perform.
+//!
+//! Each role has its own task and schedule, so a failing or slow role never delays another; the
+//! only thing they share is the semaphore that bounds STS calls in flight.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{watch, Semaphore};
+use tracing::{error, info, warn};
+
+use crate::assume::{AssumeError, Assumer, ONE_HOUR};
+use crate::clock;
+use crate::config::RoleConfig;
+use crate::credentials::rfc3339;
+use crate::outputs::{Outputs, WriteFailure};
+use crate::schedule::{self, Policy};
+use crate::state::State;
+
+/// What every refresher shares.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// Calls STS.
+    pub assumer: Assumer,
+    /// Writes the files.
+    pub outputs: Arc<Outputs>,
+    /// Where results are recorded.
+    pub state: State,
+    /// Bounds STS calls in flight across all roles (`refresh.concurrency`).
+    pub limit: Arc<Semaphore>,
+}
+
+/// Why one refresh did not fully succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// STS gave no credentials.
+    #[error(transparent)]
+    Assume(#[from] AssumeError),
+    /// Credentials were received but some outputs could not be written.
+    #[error("{}", .0.iter().map(|(o, e)| format!("{o}: {e}")).collect::<Vec<_>>().join("; "))]
+    Write(Vec<WriteFailure>),
+}
+
+/// The duration to request first: a chained role cannot get more than an hour, so ask for at
+/// most that from the start (and say so once).
+pub fn initial_duration(role: &RoleConfig) -> Duration {
+    let requested = role.duration.0;
+    if !role.chain.is_empty() && requested > ONE_HOUR {
+        warn!(role = %role.name, requested = %role.duration, "a role assumed through a chain gets at most 1h from STS; requesting 1h");
+        return ONE_HOUR;
+    }
+    requested
+}
+
+/// Assumes `role` once, records the result and publishes the files.
+pub async fn refresh(
+    shared: &Shared,
+    role: &RoleConfig,
+    duration: &mut Duration,
+) -> Result<(), RefreshError> {
+    let requested = *duration;
+    let started = std::time::Instant::now();
+    let result = {
+        let _permit = shared
+            .limit
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        shared.assumer.assume(role, duration, clock::now).await
+    };
+    let took = started.elapsed();
+    if *duration != requested {
+        warn!(role = %role.name, requested = requested.as_secs(), using = duration.as_secs(),
+            "STS refused the requested session duration; using 1h from now on (role chaining or the role's MaxSessionDuration)");
+    }
+    let creds = match result {
+        Ok(creds) => Arc::new(creds),
+        Err(e) => {
+            shared.state.update(&role.name, |s| {
+                s.consecutive_failures += 1;
+                s.last_error = Some(e.clone());
+            });
+            return Err(e.into());
+        }
+    };
+    let now = clock::now();
+    info!(
+        role = %role.name,
+        role_arn = %role.role_arn,
+        access_key_id = %creds.access_key_id,
+        expiration = %rfc3339(creds.expiration),
+        took_ms = took.as_millis() as u64,
+        "assumed role",
+    );
+    shared.state.update(&role.name, |s| {
+        s.credentials = Some(creds.clone());
+        s.last_success = Some(now);
+        s.consecutive_failures = 0;
+        s.last_error = None;
+    });
+    let (outputs, state, name) = (
+        shared.outputs.clone(),
+        shared.state.clone(),
+        role.name.clone(),
+    );
+    // File writes fsync: keep them off the async threads.
+    let failures = tokio::task::spawn_blocking(move || outputs.publish(&state, &name, now))
+        .await
+        .expect("publishing does not panic");
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(RefreshError::Write(failures))
+    }
+}
+
+/// Refreshes `role` on its schedule until `shutdown` turns true.
+pub async fn run(
+    shared: Shared,
+    role: RoleConfig,
+    policy: Policy,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut duration = initial_duration(&role);
+    loop {
+        let result = tokio::select! {
+            _ = shutdown.changed() => return,
+            result = refresh(&shared, &role, &mut duration) => result,
+        };
+        let now = clock::now();
+        let held = shared
+            .state
+            .get(&role.name)
+            .and_then(|s| s.valid_credentials(now).cloned());
+        let next = match (&result, &held) {
+            (Ok(()), Some(c)) => {
+                schedule::next_refresh(&policy, c.issued, c.expiration, fastrand::f64() * 2.0 - 1.0)
+            }
+            _ => {
+                let failures = shared
+                    .state
+                    .get(&role.name)
+                    .map_or(1, |s| s.consecutive_failures.max(1));
+                schedule::next_retry(
+                    &policy,
+                    now,
+                    failures,
+                    fastrand::f64(),
+                    held.as_ref().map(|c| c.expiration),
+                )
+            }
+        };
+        shared
+            .state
+            .update(&role.name, |s| s.next_refresh = Some(next));
+        if let Err(e) = &result {
+            log_failure(&role, e, &shared, next, now);
+        }
+        // Sleep until the next attempt; if the held credentials expire first, withdraw them then.
+        loop {
+            let expiry = held.as_ref().map(|c| c.expiration).filter(|e| *e < next);
+            let wake = expiry.unwrap_or(next);
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep_until(until(wake)) => {}
+            }
+            if expiry.is_none() || clock::now() >= next {
+                break;
+            }
+            error!(role = %role.name, role_arn = %role.role_arn, "credentials expired before a refresh succeeded; their files are removed until one does");
+            let (outputs, state, name) = (
+                shared.outputs.clone(),
+                shared.state.clone(),
+                role.name.clone(),
+            );
+            let failures =
+                tokio::task::spawn_blocking(move || outputs.withdraw(&state, &name, clock::now()))
+                    .await
+                    .expect("withdrawing does not panic");
+            for (output, e) in failures {
+                warn!(role = %role.name, output, error = %e, "could not remove expired credentials");
+            }
+            if clock::now() >= next {
+                break;
+            }
+        }
+    }
+}
+
+fn log_failure(
+    role: &RoleConfig,
+    e: &RefreshError,
+    shared: &Shared,
+    next: SystemTime,
+    now: SystemTime,
+) {
+    let retry_in_ms = next.duration_since(now).unwrap_or_default().as_millis() as u64;
+    match e {
+        RefreshError::Assume(a) => {
+            let failures = shared
+                .state
+                .get(&role.name)
+                .map_or(0, |s| s.consecutive_failures);
+            warn!(role = %role.name, role_arn = %role.role_arn, kind = %a.kind, code = a.code.as_deref().unwrap_or(""),
+                error = %a.message, consecutive_failures = failures, retry_in_ms, "refresh failed");
+        }
+        RefreshError::Write(failures) => {
+            for (output, err) in failures {
+                error!(role = %role.name, output, error = %err, retry_in_ms, "could not write output");
+            }
+        }
+    }
+}
+
+/// The tokio instant matching a wall-clock time (now if it is past).
+fn until(t: SystemTime) -> tokio::time::Instant {
+    tokio::time::Instant::now() + t.duration_since(clock::now()).unwrap_or_default()
+}

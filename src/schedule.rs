@@ -1,0 +1,222 @@
+//! When to refresh and when to retry: pure functions of time and a random sample, so they are
+//! tested without sleeping and the refresher only has to sleep until the instant they return.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::RefreshConfig;
+
+/// The shortest wait between two refreshes of one role, whatever the credentials say, so that
+/// credentials that come back already short-lived cannot turn the loop into a hot loop.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The parameters of the schedule, in plain durations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Refresh once this fraction of the lifetime has passed.
+    pub lifetime_fraction: f64,
+    /// Never later than this before expiry.
+    pub min_remaining: Duration,
+    /// Never later than this after the credentials were issued.
+    pub max_interval: Option<Duration>,
+    /// +/- fraction applied to each refresh interval.
+    pub jitter: f64,
+    /// First retry delay.
+    pub backoff_initial: Duration,
+    /// Largest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl From<&RefreshConfig> for Policy {
+    fn from(r: &RefreshConfig) -> Self {
+        Policy {
+            lifetime_fraction: r.lifetime_fraction,
+            min_remaining: r.min_remaining.0,
+            max_interval: r.max_interval.map(|d| d.0),
+            jitter: r.jitter,
+            backoff_initial: r.backoff_initial.0,
+            backoff_max: r.backoff_max.0,
+        }
+    }
+}
+
+/// When to refresh credentials issued at `issued` that expire at `expiry`.
+///
+/// `sample` is uniform in `[-1, 1]` and scales the jitter. The result is never later than
+/// `expiry - min_remaining` nor `issued + max_interval`, and never sooner than
+/// `issued + MIN_INTERVAL`.
+pub fn next_refresh(
+    policy: &Policy,
+    issued: SystemTime,
+    expiry: SystemTime,
+    sample: f64,
+) -> SystemTime {
+    let lifetime = expiry.duration_since(issued).unwrap_or_default();
+    let mut latest = expiry
+        .checked_sub(policy.min_remaining)
+        .unwrap_or(issued)
+        .max(issued);
+    if let Some(max) = policy.max_interval {
+        latest = latest.min(issued + max);
+    }
+    let planned = (issued + lifetime.mul_f64(policy.lifetime_fraction)).min(latest);
+    let interval = planned.duration_since(issued).unwrap_or_default();
+    let factor = 1.0 + policy.jitter * sample.clamp(-1.0, 1.0);
+    let jittered = issued + interval.mul_f64(factor);
+    jittered.min(latest).max(issued + MIN_INTERVAL)
+}
+
+/// How long to wait before retry number `failures` (1 for the first retry): "full jitter",
+/// a uniform pick in `[0, min(backoff_max, backoff_initial * 2^(failures-1))]`.
+///
+/// `sample` is uniform in `[0, 1)`.
+pub fn backoff(policy: &Policy, failures: u32, sample: f64) -> Duration {
+    let exponent = failures.saturating_sub(1).min(30);
+    let ceiling = policy
+        .backoff_initial
+        .saturating_mul(1u32 << exponent)
+        .min(policy.backoff_max);
+    ceiling.mul_f64(sample.clamp(0.0, 1.0))
+}
+
+/// When to retry after a failure at `now`, given the credentials still held (if any).
+///
+/// A retry is never scheduled after the credentials held now stop being fresh, so a long backoff
+/// cannot let valid credentials run out while STS is reachable again.
+pub fn next_retry(
+    policy: &Policy,
+    now: SystemTime,
+    failures: u32,
+    sample: f64,
+    held_expiry: Option<SystemTime>,
+) -> SystemTime {
+    let at = now + backoff(policy, failures, sample);
+    match held_expiry.and_then(|e| e.checked_sub(policy.min_remaining)) {
+        // Only pull the retry in while that point is still ahead; past it, backoff rules alone.
+        Some(fresh_until) if fresh_until > now => at.min(fresh_until),
+        _ => at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            lifetime_fraction: 0.5,
+            min_remaining: Duration::from_secs(20 * 60),
+            max_interval: None,
+            jitter: 0.1,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(120),
+        }
+    }
+
+    const T0: SystemTime = SystemTime::UNIX_EPOCH;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn at(s: u64) -> SystemTime {
+        T0 + secs(s)
+    }
+
+    #[test]
+    fn refreshes_at_the_lifetime_fraction() {
+        // 1 h credentials: half way is 30 min, before the 40 min min_remaining bound.
+        assert_eq!(next_refresh(&policy(), T0, at(3600), 0.0), at(1800));
+    }
+
+    #[test]
+    fn min_remaining_pulls_the_refresh_in() {
+        let p = Policy {
+            lifetime_fraction: 0.9,
+            ..policy()
+        };
+        // 90 % of 1 h is 54 min, but 20 min must remain: 40 min.
+        assert_eq!(next_refresh(&p, T0, at(3600), 0.0), at(2400));
+    }
+
+    #[test]
+    fn max_interval_caps_the_wait() {
+        let p = Policy {
+            max_interval: Some(secs(600)),
+            ..policy()
+        };
+        assert_eq!(next_refresh(&p, T0, at(3600), 0.0), at(600));
+    }
+
+    #[test]
+    fn jitter_spreads_within_its_fraction() {
+        let p = policy();
+        assert_eq!(next_refresh(&p, T0, at(3600), 1.0), at(1980));
+        assert_eq!(next_refresh(&p, T0, at(3600), -1.0), at(1620));
+        // Out-of-range samples are clamped rather than trusted.
+        assert_eq!(next_refresh(&p, T0, at(3600), 7.0), at(1980));
+    }
+
+    #[test]
+    fn jitter_never_crosses_the_hard_bounds() {
+        let p = Policy {
+            lifetime_fraction: 0.9,
+            jitter: 0.5,
+            ..policy()
+        };
+        assert_eq!(next_refresh(&p, T0, at(3600), 1.0), at(2400));
+        let p = Policy {
+            max_interval: Some(secs(600)),
+            jitter: 0.5,
+            ..policy()
+        };
+        assert_eq!(next_refresh(&p, T0, at(3600), 1.0), at(600));
+        assert_eq!(next_refresh(&p, T0, at(3600), -1.0), at(300));
+    }
+
+    #[test]
+    fn short_lived_credentials_cannot_cause_a_hot_loop() {
+        // Credentials shorter than min_remaining, or already expired, still wait MIN_INTERVAL.
+        assert_eq!(next_refresh(&policy(), T0, at(600), 0.0), T0 + MIN_INTERVAL);
+        assert_eq!(
+            next_refresh(&policy(), at(100), at(50), 0.0),
+            at(100) + MIN_INTERVAL
+        );
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_to_the_cap() {
+        let p = policy();
+        let ceiling = |n| backoff(&p, n, 0.999_999_999);
+        assert_eq!(ceiling(1).as_secs(), 0); // 0.999.. of 1 s
+        assert_eq!(ceiling(2).as_secs(), 1);
+        assert_eq!(ceiling(4).as_secs(), 7);
+        assert_eq!(ceiling(7).as_secs(), 63);
+        assert_eq!(ceiling(8).as_secs(), 119);
+        assert_eq!(ceiling(1000).as_secs(), 119);
+        assert_eq!(backoff(&p, 5, 0.0), Duration::ZERO);
+        assert_eq!(backoff(&p, 5, 0.5), secs(8));
+        assert_eq!(backoff(&p, 0, 1.0), secs(1));
+    }
+
+    #[test]
+    fn retries_never_wait_past_the_freshness_of_held_credentials() {
+        let p = policy();
+        let now = at(1000);
+        // Backoff would say 60 s; credentials stop being fresh at 3600 - 1200 = 2400: no change.
+        assert_eq!(
+            next_retry(&p, now, 7, 60.0 / 64.0, Some(at(3600))),
+            at(1060)
+        );
+        // Fresh only until 1030: retry then.
+        assert_eq!(
+            next_retry(&p, now, 7, 60.0 / 64.0, Some(at(2230))),
+            at(1030)
+        );
+        // Already past fresh: plain backoff.
+        assert_eq!(
+            next_retry(&p, now, 7, 60.0 / 64.0, Some(at(2000))),
+            at(1060)
+        );
+        assert_eq!(next_retry(&p, now, 7, 60.0 / 64.0, None), at(1060));
+    }
+}
