@@ -1,1 +1,242 @@
+use std::path::Path;
+use std::time::Duration;
 
+use super::*;
+
+const SPEC_EXAMPLE: &str = r#"
+sts:
+  region: us-east-1
+  endpoint_url: null
+source:
+  profile: null
+refresh:
+  lifetime_fraction: 0.5
+  min_remaining: 20m
+  max_interval: null
+  jitter: 0.1
+  backoff_initial: 1s
+  backoff_max: 2m
+  timeout: 10s
+  concurrency: 16
+roles:
+  - name: account-a
+    role_arn: arn:aws:iam::111111111111:role/RoleForB
+    session_name: rolerelay-{hostname}
+    external_id: null
+    duration: 1h
+    chain: []
+    policy: null
+    policy_arns: []
+    tags: {}
+    transitive_tag_keys: []
+    source_identity: null
+outputs:
+  directory: /var/run/rolerelay
+  credentials_file: credentials
+  config_file: config
+  app_directory: null
+  process_command: "cat {dir}/{role}.json"
+  default_role: null
+  process_json: true
+  env_file: true
+  file_mode: "0640"
+  owner: null
+  remove_on_exit: false
+server:
+  listen: 0.0.0.0:9090
+credentials_endpoint:
+  enabled: true
+  listen: 127.0.0.1:9911
+  token_file: token
+logging:
+  format: json
+  level: info
+"#;
+
+const MINIMAL: &str = "roles:\n  - name: account-a\n    role_arn: arn:aws:iam::111111111111:role/RoleForB\n";
+
+fn vars() -> TemplateVars {
+    TemplateVars { hostname: "host-1".into(), pod: "pod-1".into() }
+}
+
+fn load_with(args: &ConfigArgs, text: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    Config::from_parts(args, text.map(|t| (Path::new("c.yaml"), t)), &lookup, &vars())
+}
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    load_with(&ConfigArgs::default(), Some(text), &[])
+}
+
+fn error(text: &str) -> String {
+    load(text).expect_err("the configuration should be refused").to_string()
+}
+
+#[test]
+fn the_spec_example_is_the_defaults() {
+    let full = load(SPEC_EXAMPLE).unwrap();
+    let minimal = load(MINIMAL).unwrap();
+    assert_eq!(full, minimal);
+    assert_eq!(minimal.refresh.min_remaining.0, Duration::from_secs(1200));
+    assert_eq!(minimal.refresh.backoff_max.0, Duration::from_secs(120));
+    assert_eq!(minimal.refresh.concurrency, 16);
+    assert_eq!(minimal.outputs.file_mode.0, 0o640);
+    assert_eq!(minimal.outputs.directory, Path::new("/var/run/rolerelay"));
+    assert_eq!(minimal.server.listen.to_string(), "0.0.0.0:9090");
+    assert_eq!(minimal.credentials_endpoint.listen.to_string(), "127.0.0.1:9911");
+    assert_eq!(minimal.roles[0].session_name_resolved, "rolerelay-host-1");
+    assert_eq!(minimal.roles[0].duration.0, Duration::from_secs(3600));
+    assert_eq!(minimal.logging.format, LogFormat::Json);
+}
+
+#[test]
+fn every_role_option_is_read() {
+    let c = load(
+        r#"
+roles:
+  - name: a
+    role_arn: arn:aws:iam::111111111111:role/A
+    session_name: "{role}@{pod}"
+    external_id: ext-123
+    duration: 2h
+    chain: [arn:aws:iam::222222222222:role/Hop]
+    policy: '{"Version":"2012-10-17","Statement":[]}'
+    policy_arns: [arn:aws:iam::aws:policy/ReadOnlyAccess]
+    tags: {team: payments, env: prod}
+    transitive_tag_keys: [team]
+    source_identity: alice
+outputs:
+  file_mode: 0600
+  owner: "1000:2000"
+  default_role: a
+  credentials_file: ""
+"#,
+    )
+    .unwrap();
+    let r = &c.roles[0];
+    assert_eq!(r.session_name_resolved, "a@pod-1");
+    assert_eq!(r.external_id.as_deref(), Some("ext-123"));
+    assert_eq!(r.duration.0, Duration::from_secs(7200));
+    assert_eq!(r.chain[0].as_str(), "arn:aws:iam::222222222222:role/Hop");
+    assert_eq!(r.policy_arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+    assert_eq!(r.tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(r.transitive_tag_keys, ["team"]);
+    assert_eq!(r.source_identity.as_deref(), Some("alice"));
+    assert_eq!(c.outputs.file_mode.0, 0o600, "an unquoted 0600 is read as octal text");
+    assert_eq!(c.outputs.owner, Some(Owner { uid: 1000, gid: 2000 }));
+    assert_eq!(c.outputs.credentials_file, None, "\"\" disables the file");
+}
+
+#[test]
+fn flags_override_the_file_and_the_file_overrides_defaults() {
+    let file = "sts:\n  region: eu-west-1\nrefresh:\n  max_interval: 10m\n".to_string() + MINIMAL;
+    let c = load_with(&ConfigArgs::default(), Some(&file), &[("AWS_REGION", "ap-south-1")]).unwrap();
+    assert_eq!(c.sts.region, "eu-west-1", "the file beats AWS_REGION");
+    assert_eq!(c.refresh.max_interval.unwrap().0, Duration::from_secs(600));
+    let args = ConfigArgs { region: Some("us-west-2".into()), max_interval: Some("30s".into()), ..Default::default() };
+    let c = load_with(&args, Some(&file), &[]).unwrap();
+    assert_eq!(c.sts.region, "us-west-2", "the flag beats the file");
+    assert_eq!(c.refresh.max_interval.unwrap().0, Duration::from_secs(30));
+    let c = load_with(&ConfigArgs::default(), Some(MINIMAL), &[("AWS_DEFAULT_REGION", "ca-central-1")]).unwrap();
+    assert_eq!(c.sts.region, "ca-central-1");
+    let both = [("AWS_REGION", "ap-south-1"), ("AWS_DEFAULT_REGION", "ca-central-1")];
+    assert_eq!(load_with(&ConfigArgs::default(), Some(MINIMAL), &both).unwrap().sts.region, "ap-south-1");
+}
+
+#[test]
+fn a_single_role_needs_no_file() {
+    let args = ConfigArgs {
+        role_arn: Some("arn:aws:iam::111111111111:role/path/RoleForB".into()),
+        external_id: Some("X-1".into()),
+        output_dir: Some("/tmp/rr".into()),
+        sts_endpoint_url: Some("http://127.0.0.1:5000".into()),
+        ..Default::default()
+    };
+    let c = load_with(&args, None, &[]).unwrap();
+    assert_eq!(c.roles.len(), 1);
+    assert_eq!(c.roles[0].name.as_str(), "RoleForB", "named after the role");
+    assert_eq!(c.roles[0].external_id.as_deref(), Some("X-1"));
+    assert_eq!(c.outputs.directory, Path::new("/tmp/rr"));
+    assert_eq!(c.sts.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+    // --role-arn replaces the file's roles.
+    let c = load_with(&args, Some(MINIMAL), &[]).unwrap();
+    assert_eq!(c.roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["RoleForB"]);
+}
+
+#[test]
+fn errors_name_the_line_the_key_and_the_fix() {
+    let cases = [
+        ("refresh:\n  jiter: 0.1\n", "c.yaml:2: refresh.jiter: unknown field `jiter`"),
+        (
+            "roles:\n  - name: a\n    role_arn: arn:aws:iam::1111:role/A\n",
+            "c.yaml:3: roles[0].role_arn: \"arn:aws:iam::1111:role/A\" is not an IAM role ARN: write it as arn:aws:iam::<12-digit account id>:role/<role name>",
+        ),
+        ("refresh:\n  min_remaining: 20 minutes please\n", "c.yaml:2: refresh.min_remaining: invalid duration"),
+        ("refresh:\n  timeout: 10\n", "c.yaml:2: refresh.timeout: duration \"10\" has no unit"),
+        ("refresh:\n  lifetime_fraction: 1.5\n", "c.yaml:2: refresh.lifetime_fraction: lifetime_fraction 1.5 is outside 0..1"),
+        ("refresh:\n  jitter: -0.1\n", "c.yaml:2: refresh.jitter: jitter -0.1 is outside 0..1"),
+        ("outputs:\n  file_mode: \"0890\"\n", "c.yaml:2: outputs.file_mode: file mode \"0890\" is not an octal mode"),
+        ("outputs:\n  owner: app\n", "c.yaml:2: outputs.owner: owner \"app\" must be numeric"),
+        ("logging:\n  level: loud\n", "c.yaml:2: logging.level: log level \"loud\""),
+        ("refresh:\n  backoff_initial: 5m\n  backoff_max: 1m\n", "c.yaml:3: refresh.backoff_max: 1m is less than refresh.backoff_initial"),
+        ("refresh:\n  concurrency: 0\n", "c.yaml:2: refresh.concurrency: must be at least 1"),
+        ("roles: {}\n", "c.yaml:1: roles:"),
+        ("roles: []\n", "c.yaml: roles: no roles configured"),
+    ];
+    for (text, expected) in cases {
+        let text = if text.starts_with("roles") { text.to_string() } else { format!("{text}{MINIMAL}") };
+        let err = error(&text);
+        assert!(err.starts_with(expected), "for {text:?}\n got: {err}\nwant: {expected}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
+fn cross_field_errors_say_what_to_change() {
+    let two = |extra: &str| {
+        format!(
+            "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n  - name: {extra}\n    role_arn: arn:aws:iam::222222222222:role/B\n"
+        )
+    };
+    assert!(error(&two("a")).starts_with("c.yaml:4: roles[1].name: role name \"a\" is already used by roles[0]"));
+    assert!(error(&two("b/c")).contains("roles[1].name"));
+    let err = error(&format!("outputs:\n  default_role: nope\n{}", two("b")));
+    assert!(err.starts_with("c.yaml:2: outputs.default_role: default_role \"nope\" is not a configured role: use one of a, b"), "{err}");
+    let err = error("roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    tags: {x: y}\n    transitive_tag_keys: [z]\n");
+    assert!(err.contains("roles[0].transitive_tag_keys") && err.contains("\"z\" is not one of this role's tags"), "{err}");
+    let err = error("roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 15m\n");
+    assert!(err.starts_with("c.yaml:4: roles[0].duration: session duration 15m is not longer than refresh.min_remaining"), "{err}");
+    let err = error("roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 13h\n");
+    assert!(err.contains("use 15m to 12h"), "{err}");
+    let err = error("roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    policy: '{not json'\n");
+    assert!(err.starts_with("c.yaml:4: roles[0].policy: the session policy is not valid JSON"), "{err}");
+    let err = error(&format!("credentials_endpoint:\n  listen: 0.0.0.0:9911\n{MINIMAL}"));
+    assert!(err.starts_with("c.yaml:2: credentials_endpoint.listen: 0.0.0.0:9911 is not a loopback address"), "{err}");
+    assert!(load(&format!("credentials_endpoint:\n  listen: 0.0.0.0:9911\n  allow_non_loopback: true\n{MINIMAL}")).is_ok());
+    let err = error(&format!("outputs:\n  credentials_file: account-a.json\n{MINIMAL}"));
+    assert!(err.contains("outputs.credentials_file") && err.contains("used by another output"), "{err}");
+    let err = error(&format!("outputs:\n  process_command: \"cat {{directory}}/{{role}}.json\"\n{MINIMAL}"));
+    assert!(err.contains("{directory}"), "{err}");
+}
+
+#[test]
+fn flag_errors_name_the_flag_and_its_variable() {
+    let args = ConfigArgs { role_arn: Some("RoleForB".into()), ..Default::default() };
+    let err = load_with(&args, None, &[]).unwrap_err().to_string();
+    assert!(err.starts_with("--role-arn (or ROLERELAY_ROLE_ARN): \"RoleForB\" is not an IAM role ARN"), "{err}");
+    let args = ConfigArgs { file_mode: Some("777".into()), ..Default::default() };
+    let err = load_with(&args, Some(MINIMAL), &[]).unwrap_err().to_string();
+    assert!(err.starts_with("--file-mode (or ROLERELAY_FILE_MODE): "), "{err}");
+    let err = load_with(&ConfigArgs::default(), None, &[]).unwrap_err().to_string();
+    assert!(err.contains("no roles configured") && err.contains("--role-arn"), "{err}");
+}
+
+#[test]
+fn the_effective_configuration_prints_and_reads_back() {
+    let c = load(SPEC_EXAMPLE).unwrap();
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["refresh"]["min_remaining"], "20m");
+    assert_eq!(json["outputs"]["file_mode"], "0640");
+    assert_eq!(json["roles"][0]["session_name_resolved"], "rolerelay-host-1");
+}

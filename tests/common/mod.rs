@@ -1,0 +1,213 @@
+//! Helpers of the black-box tests: a real moto server, the built binary and the real AWS CLI,
+//! each in a clean environment that cannot see the machine's own AWS configuration.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A moto server on a free loopback port, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// A free loopback port (free when asked; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Moto {
+    /// Starts `moto_server` (from PATH) and waits until it answers.
+    pub fn start() -> Moto {
+        let port = free_port();
+        Moto::start_on(port)
+    }
+
+    /// Starts `moto_server` on `port` and waits until it answers.
+    pub fn start_on(port: u16) -> Moto {
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server must be on PATH (pip install 'moto[server]'; .ci/run does it)");
+        let moto = Moto { child, url: format!("http://127.0.0.1:{port}"), port };
+        wait_for("moto server to listen", Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        moto
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 50 ms until it is true; panics naming `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A scratch directory with a HOME that has no AWS configuration.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// A new, empty sandbox.
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("home")).unwrap();
+        Sandbox { dir }
+    }
+
+    /// A path inside the sandbox.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file in the sandbox and returns its path.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A command with an empty environment but PATH and a HOME without AWS configuration.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("AWS_CONFIG_FILE", self.path("home/no-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.path("home/no-credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// The rolerelay binary, with static source credentials for moto in its environment.
+    pub fn rolerelay(&self) -> Command {
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_rolerelay"));
+        cmd.env("AWS_ACCESS_KEY_ID", "AKIASOURCEEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "source-secret-not-for-logs")
+            .env("ROLERELAY_LOG_FORMAT", "json");
+        cmd
+    }
+
+    /// The AWS CLI, with no credentials but what `env` gives it.
+    pub fn aws(&self, moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command("aws");
+        cmd.args(args).args(["--endpoint-url", &moto.url, "--region", "us-east-1", "--output", "json"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("the AWS CLI must be on PATH (pip install awscli; .ci/run does it)")
+    }
+
+    /// `aws sts get-caller-identity` with `env`: the ARN it reports, or a panic with stderr.
+    pub fn caller_arn(&self, moto: &Moto, extra: &[&str], env: &[(&str, &str)]) -> String {
+        let mut args = vec!["sts", "get-caller-identity"];
+        args.extend_from_slice(extra);
+        let out = self.aws(moto, &args, env);
+        assert!(out.status.success(), "aws {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["Arn"].as_str().unwrap().to_string()
+    }
+}
+
+/// A running `rolerelay run`, with its stderr going to a file; killed when dropped.
+pub struct Running {
+    child: Child,
+    /// The file that receives the process's stderr (its logs).
+    pub log: PathBuf,
+}
+
+impl Running {
+    /// Starts `cmd`, sending stdout and stderr to `log`.
+    pub fn start(mut cmd: Command, log: PathBuf) -> Running {
+        let file = fs::File::create(&log).unwrap();
+        let child = cmd.stdout(file.try_clone().unwrap()).stderr(file).spawn().unwrap();
+        Running { child, log }
+    }
+
+    /// Sends a signal by name (TERM, INT, KILL, HUP).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "the process did not exit within {limit:?}; log:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        fs::File::open(&self.log).unwrap().read_to_string(&mut text).unwrap();
+        text
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The parsed `<role>.json` of `dir`.
+pub fn process_json(dir: &Path, role: &str) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(dir.join(format!("{role}.json"))).unwrap()).unwrap()
+}
+
+/// The secret values found in every `<role>.json` of `dir`.
+pub fn secrets_in(dir: &Path) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+            for key in ["SecretAccessKey", "SessionToken"] {
+                secrets.push(v[key].as_str().unwrap().to_string());
+            }
+        }
+    }
+    secrets
+}
+
+/// Panics if any of `secrets` (or the source secret) appears in `text`.
+pub fn assert_no_secrets(text: &str, secrets: &[String]) {
+    assert!(!secrets.is_empty(), "no secrets to look for");
+    for secret in secrets.iter().map(String::as_str).chain(["source-secret-not-for-logs"]) {
+        assert!(secret.len() >= 8, "too short to be a meaningful search: {secret:?}");
+        assert!(!text.contains(secret), "a secret value appears in the output:\n{text}");
+    }
+}
+
+/// Runs a command to completion and returns (status, stdout, stderr).
+pub fn run(mut cmd: Command) -> (ExitStatus, String, String) {
+    let out = cmd.output().unwrap();
+    (out.status, String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
