@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 
 use crate::assume::{AssumeError, Assumer, ONE_HOUR};
 use crate::clock;
-use crate::config::RoleConfig;
+use crate::config::{Dur, RoleConfig};
 use crate::credentials::rfc3339;
 use crate::outputs::{Outputs, WriteFailure};
 use crate::schedule::{self, Policy};
@@ -90,6 +90,7 @@ pub async fn refresh(
         role_arn = %role.role_arn,
         access_key_id = %creds.access_key_id,
         expiration = %rfc3339(creds.expiration),
+        session_duration = %Dur(*duration),
         took_ms = took.as_millis() as u64,
         "assumed role",
     );

@@ -51,7 +51,14 @@ fn once_writes_every_format_and_the_aws_cli_uses_each() {
     });
     assert!(status.success(), "once failed: {stderr}");
 
-    for file in ["credentials", "config", "account-a.json", "account-a.env", "account-c.json", "account-c.env"] {
+    for file in [
+        "credentials",
+        "config",
+        "account-a.json",
+        "account-a.env",
+        "account-c.json",
+        "account-c.env",
+    ] {
         let mode = fs::metadata(out.join(file)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640, "{file}");
     }
@@ -59,15 +66,36 @@ fn once_writes_every_format_and_the_aws_cli_uses_each() {
     let c_arn = "arn:aws:sts::333333333333:assumed-role/Reader/rr-account-c";
     let creds_file = out.join("credentials");
     let creds_env = [("AWS_SHARED_CREDENTIALS_FILE", creds_file.to_str().unwrap())];
-    assert_eq!(sb.caller_arn(&moto, &["--profile", "account-a"], &creds_env), a_arn);
-    assert_eq!(sb.caller_arn(&moto, &["--profile", "account-c"], &creds_env), c_arn);
-    assert_eq!(sb.caller_arn(&moto, &[], &creds_env), c_arn, "[default] is default_role");
+    assert_eq!(
+        sb.caller_arn(&moto, &["--profile", "account-a"], &creds_env),
+        a_arn
+    );
+    assert_eq!(
+        sb.caller_arn(&moto, &["--profile", "account-c"], &creds_env),
+        c_arn
+    );
+    assert_eq!(
+        sb.caller_arn(&moto, &[], &creds_env),
+        c_arn,
+        "[default] is default_role"
+    );
 
     let config_file = out.join("config");
     let config_file = config_file.to_str().unwrap();
-    let via_process = [("AWS_CONFIG_FILE", config_file), ("AWS_PROFILE", "account-a")];
-    assert_eq!(sb.caller_arn(&moto, &[], &via_process), a_arn, "credential_process profile");
-    assert_eq!(sb.caller_arn(&moto, &[], &[("AWS_CONFIG_FILE", config_file)]), c_arn, "credential_process [default]");
+    let via_process = [
+        ("AWS_CONFIG_FILE", config_file),
+        ("AWS_PROFILE", "account-a"),
+    ];
+    assert_eq!(
+        sb.caller_arn(&moto, &[], &via_process),
+        a_arn,
+        "credential_process profile"
+    );
+    assert_eq!(
+        sb.caller_arn(&moto, &[], &[("AWS_CONFIG_FILE", config_file)]),
+        c_arn,
+        "credential_process [default]"
+    );
 
     let env_text = fs::read_to_string(out.join("account-a.env")).unwrap();
     let env: Vec<(&str, &str)> = env_text.lines().filter_map(|l| l.split_once('=')).collect();
@@ -77,11 +105,20 @@ fn once_writes_every_format_and_the_aws_cli_uses_each() {
     let json = process_json(&out, "account-c");
     assert_eq!(json["Version"], 1);
     let expiration = humantime::parse_rfc3339(json["Expiration"].as_str().unwrap()).unwrap();
-    let lifetime = expiration.duration_since(std::time::SystemTime::now()).unwrap();
-    assert!(lifetime > Duration::from_secs(3600), "the 2h duration was requested: {lifetime:?}");
+    let lifetime = expiration.duration_since(now()).unwrap();
+    assert!(
+        lifetime > Duration::from_secs(3600),
+        "the 2h duration was requested: {lifetime:?}"
+    );
 
-    let logs: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).expect("JSON log lines")).collect();
-    let assumed: Vec<_> = logs.iter().filter(|l| l["message"] == "assumed role").collect();
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON log lines"))
+        .collect();
+    let assumed: Vec<_> = logs
+        .iter()
+        .filter(|l| l["message"] == "assumed role")
+        .collect();
     assert_eq!(assumed.len(), 2, "{stderr}");
     for line in assumed {
         assert!(line["access_key_id"].as_str().unwrap().starts_with("ASIA"));
@@ -97,13 +134,19 @@ fn run_rotates_the_files_and_exits_0_on_sigterm() {
     let out = sb.path("out");
     let config = sb.write(
         "config.yaml",
-        &two_roles(&moto, &out, "  remove_on_exit: true\nrefresh:\n  max_interval: 1s\n  jitter: 0\n"),
+        &two_roles(
+            &moto,
+            &out,
+            "  remove_on_exit: true\nrefresh:\n  max_interval: 1s\n  jitter: 0\n",
+        ),
     );
     let mut cmd = sb.rolerelay();
     cmd.args(["run", "--config"]).arg(&config);
     let mut running = Running::start(cmd, sb.path("run.log"));
 
-    wait_for("the first credentials", Duration::from_secs(20), || out.join("account-a.json").exists());
+    wait_for("the first credentials", Duration::from_secs(20), || {
+        out.join("account-a.json").exists()
+    });
     let first = process_json(&out, "account-a")["AccessKeyId"].clone();
     let mut seen = vec![first.clone()];
     wait_for("a rotation", Duration::from_secs(20), || {
@@ -115,14 +158,24 @@ fn run_rotates_the_files_and_exits_0_on_sigterm() {
         seen.len() >= 3
     });
     let creds_file = out.join("credentials");
-    let arn = sb.caller_arn(&moto, &["--profile", "account-a"], &[("AWS_SHARED_CREDENTIALS_FILE", creds_file.to_str().unwrap())]);
-    assert_eq!(arn, "arn:aws:sts::111111111111:assumed-role/RoleForB/rr-account-a");
+    let arn = sb.caller_arn(
+        &moto,
+        &["--profile", "account-a"],
+        &[("AWS_SHARED_CREDENTIALS_FILE", creds_file.to_str().unwrap())],
+    );
+    assert_eq!(
+        arn,
+        "arn:aws:sts::111111111111:assumed-role/RoleForB/rr-account-a"
+    );
     let secrets = secrets_in(&out);
 
     running.signal("TERM");
     let status = running.wait(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", running.logs());
-    assert!(!out.join("account-a.json").exists() && !out.join("credentials").exists(), "remove_on_exit");
+    assert!(
+        !out.join("account-a.json").exists() && !out.join("credentials").exists(),
+        "remove_on_exit"
+    );
     assert_no_secrets(&running.logs(), &secrets);
 }
 
@@ -141,23 +194,38 @@ fn a_bad_configuration_exits_2_naming_the_key() {
         });
         assert_eq!(status.code(), Some(2), "{command}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{command}: one line: {stderr}");
-        assert!(stderr.contains("bad.yaml:4: roles[0].duration: invalid duration"), "{command}: {stderr}");
+        assert!(
+            stderr.contains("bad.yaml:4: roles[0].duration: invalid duration"),
+            "{command}: {stderr}"
+        );
         assert!(stdout.is_empty());
     }
     let (status, _, stderr) = run({
         let mut c = sb.rolerelay();
-        c.args(["check", "--role-arn", "arn:aws:iam::111111111111:role/A", "--file-mode", "0777"]);
+        c.args([
+            "check",
+            "--role-arn",
+            "arn:aws:iam::111111111111:role/A",
+            "--file-mode",
+            "0777",
+        ]);
         c
     });
     assert_eq!(status.code(), Some(2));
-    assert!(stderr.contains("--file-mode (or ROLERELAY_FILE_MODE)"), "{stderr}");
+    assert!(
+        stderr.contains("--file-mode (or ROLERELAY_FILE_MODE)"),
+        "{stderr}"
+    );
     let (status, _, stderr) = run({
         let mut c = sb.rolerelay();
         c.args(["check", "--config"]).arg(sb.path("missing.yaml"));
         c
     });
     assert_eq!(status.code(), Some(2));
-    assert!(stderr.contains("missing.yaml: cannot read the configuration file"), "{stderr}");
+    assert!(
+        stderr.contains("missing.yaml: cannot read the configuration file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -169,7 +237,9 @@ fn flags_beat_environment_beats_file_beats_default() {
     );
     let region = |env: Option<&str>, flag: Option<&str>| {
         let mut c = sb.rolerelay();
-        c.args(["check", "--config"]).arg(&config).env("AWS_REGION", "sa-east-1");
+        c.args(["check", "--config"])
+            .arg(&config)
+            .env("AWS_REGION", "sa-east-1");
         if let Some(e) = env {
             c.env("ROLERELAY_REGION", e);
         }
@@ -182,8 +252,16 @@ fn flags_beat_environment_beats_file_beats_default() {
         v["sts"]["region"].as_str().unwrap().to_string()
     };
     assert_eq!(region(None, None), "us-west-2", "file over AWS_REGION");
-    assert_eq!(region(Some("eu-west-1"), None), "eu-west-1", "environment over file");
-    assert_eq!(region(Some("eu-west-1"), Some("ap-south-1")), "ap-south-1", "flag over environment");
+    assert_eq!(
+        region(Some("eu-west-1"), None),
+        "eu-west-1",
+        "environment over file"
+    );
+    assert_eq!(
+        region(Some("eu-west-1"), Some("ap-south-1")),
+        "ap-south-1",
+        "flag over environment"
+    );
 
     let (status, stdout, _) = run({
         let mut c = sb.rolerelay();
@@ -203,13 +281,24 @@ fn credential_process_prints_current_credentials_only() {
     let out = sb.path("out");
     let (status, _, stderr) = run({
         let mut c = sb.rolerelay();
-        c.args(["once", "--role-arn", ROLE_A, "--role-name", "a", "--sts-endpoint-url", &moto.url, "--output-dir"]).arg(&out);
+        c.args([
+            "once",
+            "--role-arn",
+            ROLE_A,
+            "--role-name",
+            "a",
+            "--sts-endpoint-url",
+            &moto.url,
+            "--output-dir",
+        ])
+        .arg(&out);
         c
     });
     assert!(status.success(), "{stderr}");
     let (status, stdout, _) = run({
         let mut c = sb.rolerelay();
-        c.args(["credential-process", "--role", "a", "--dir"]).arg(&out);
+        c.args(["credential-process", "--role", "a", "--dir"])
+            .arg(&out);
         c
     });
     assert!(status.success());
@@ -222,7 +311,8 @@ fn credential_process_prints_current_credentials_only() {
     for role in ["old", "missing"] {
         let (status, stdout, stderr) = run({
             let mut c = sb.rolerelay();
-            c.args(["credential-process", "--role", role, "--dir"]).arg(&out);
+            c.args(["credential-process", "--role", role, "--dir"])
+                .arg(&out);
             c
         });
         assert_eq!(status.code(), Some(1), "{role}");
@@ -238,22 +328,42 @@ fn source_credentials_come_from_the_default_chain_or_a_profile() {
     let sb = Sandbox::new();
     let once = |extra: &[&str], env: &[(&str, String)], out: &str| {
         let mut c = sb.rolerelay();
-        c.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
-        c.args(["once", "--role-arn", ROLE_A, "--role-name", "a", "--sts-endpoint-url", &moto.url, "--output-dir"])
-            .arg(sb.path(out))
-            .args(extra);
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+        c.args([
+            "once",
+            "--role-arn",
+            ROLE_A,
+            "--role-name",
+            "a",
+            "--sts-endpoint-url",
+            &moto.url,
+            "--output-dir",
+        ])
+        .arg(sb.path(out))
+        .args(extra);
         for (k, v) in env {
             c.env(k, v);
         }
         run(c)
     };
     // The container provider (ECS task role, EKS Pod Identity), served here by moto's metadata path.
-    let uri = format!("{}/latest/meta-data/iam/security-credentials/default-role", moto.url);
-    let (status, _, stderr) = once(&[], &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri)], "container");
+    let uri = format!(
+        "{}/latest/meta-data/iam/security-credentials/default-role",
+        moto.url
+    );
+    let (status, _, stderr) = once(
+        &[],
+        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri)],
+        "container",
+    );
     assert!(status.success(), "container provider: {stderr}");
 
     // A named profile, with static keys and with a credential_process.
-    let process_output = sb.write("home/source.json", r#"{"Version":1,"AccessKeyId":"AKIAPROCESS","SecretAccessKey":"process-secret-xyz"}"#);
+    let process_output = sb.write(
+        "home/source.json",
+        r#"{"Version":1,"AccessKeyId":"AKIAPROCESS","SecretAccessKey":"process-secret-xyz"}"#,
+    );
     let config = sb.write(
         "home/profiles",
         &format!(
@@ -273,7 +383,10 @@ fn source_credentials_come_from_the_default_chain_or_a_profile() {
     let (status, _, stderr) = once(&[], &[], "none");
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("invalid_source_credentials"), "{stderr}");
-    assert!(stderr.contains("rolerelay: 1 role(s) failed: a ("), "{stderr}");
+    assert!(
+        stderr.contains("rolerelay: 1 role(s) failed: a ("),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -295,14 +408,23 @@ fn a_chain_assumes_each_hop_with_the_previous_credentials() {
         c
     });
     assert!(status.success(), "{stderr}");
-    assert!(stderr.contains("a role assumed through a chain gets at most 1h"), "{stderr}");
+    assert!(
+        stderr.contains("a role assumed through a chain gets at most 1h"),
+        "{stderr}"
+    );
     let json = process_json(&out, "target");
     let env = [
         ("AWS_ACCESS_KEY_ID", json["AccessKeyId"].as_str().unwrap()),
-        ("AWS_SECRET_ACCESS_KEY", json["SecretAccessKey"].as_str().unwrap()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            json["SecretAccessKey"].as_str().unwrap(),
+        ),
         ("AWS_SESSION_TOKEN", json["SessionToken"].as_str().unwrap()),
     ];
-    assert_eq!(sb.caller_arn(&moto, &[], &env), "arn:aws:sts::333333333333:assumed-role/Reader/chained");
+    assert_eq!(
+        sb.caller_arn(&moto, &[], &env),
+        "arn:aws:sts::333333333333:assumed-role/Reader/chained"
+    );
 }
 
 #[test]
@@ -311,10 +433,23 @@ fn an_unreachable_sts_fails_once_with_a_network_error() {
     let closed = format!("http://127.0.0.1:{}", free_port());
     let (status, _, stderr) = run({
         let mut c = sb.rolerelay();
-        c.args(["once", "--role-arn", ROLE_A, "--role-name", "a", "--sts-endpoint-url", &closed, "--output-dir"]).arg(sb.path("out"));
+        c.args([
+            "once",
+            "--role-arn",
+            ROLE_A,
+            "--role-name",
+            "a",
+            "--sts-endpoint-url",
+            &closed,
+            "--output-dir",
+        ])
+        .arg(sb.path("out"));
         c
     });
     assert_eq!(status.code(), Some(1));
-    assert!(stderr.contains("\"kind\":\"network\"") || stderr.contains("a (network:"), "{stderr}");
+    assert!(
+        stderr.contains("\"kind\":\"network\"") || stderr.contains("a (network:"),
+        "{stderr}"
+    );
     assert!(!sb.path("out/a.json").exists());
 }

@@ -53,16 +53,32 @@ logging:
   level: info
 "#;
 
-const MINIMAL: &str = "roles:\n  - name: account-a\n    role_arn: arn:aws:iam::111111111111:role/RoleForB\n";
+const MINIMAL: &str =
+    "roles:\n  - name: account-a\n    role_arn: arn:aws:iam::111111111111:role/RoleForB\n";
 
 fn vars() -> TemplateVars {
-    TemplateVars { hostname: "host-1".into(), pod: "pod-1".into() }
+    TemplateVars {
+        hostname: "host-1".into(),
+        pod: "pod-1".into(),
+    }
 }
 
-fn load_with(args: &ConfigArgs, text: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+fn load_with(
+    args: &ConfigArgs,
+    text: Option<&str>,
+    env: &[(&str, &str)],
+) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    Config::from_parts(args, text.map(|t| (Path::new("c.yaml"), t)), &lookup, &vars())
+    Config::from_parts(
+        args,
+        text.map(|t| (Path::new("c.yaml"), t)),
+        &lookup,
+        &vars(),
+    )
 }
 
 fn load(text: &str) -> Result<Config, ConfigError> {
@@ -70,7 +86,9 @@ fn load(text: &str) -> Result<Config, ConfigError> {
 }
 
 fn error(text: &str) -> String {
-    load(text).expect_err("the configuration should be refused").to_string()
+    load(text)
+        .expect_err("the configuration should be refused")
+        .to_string()
 }
 
 #[test]
@@ -84,7 +102,10 @@ fn the_spec_example_is_the_defaults() {
     assert_eq!(minimal.outputs.file_mode.0, 0o640);
     assert_eq!(minimal.outputs.directory, Path::new("/var/run/rolerelay"));
     assert_eq!(minimal.server.listen.to_string(), "0.0.0.0:9090");
-    assert_eq!(minimal.credentials_endpoint.listen.to_string(), "127.0.0.1:9911");
+    assert_eq!(
+        minimal.credentials_endpoint.listen.to_string(),
+        "127.0.0.1:9911"
+    );
     assert_eq!(minimal.roles[0].session_name_resolved, "rolerelay-host-1");
     assert_eq!(minimal.roles[0].duration.0, Duration::from_secs(3600));
     assert_eq!(minimal.logging.format, LogFormat::Json);
@@ -123,25 +144,57 @@ outputs:
     assert_eq!(r.tags.get("team").map(String::as_str), Some("payments"));
     assert_eq!(r.transitive_tag_keys, ["team"]);
     assert_eq!(r.source_identity.as_deref(), Some("alice"));
-    assert_eq!(c.outputs.file_mode.0, 0o600, "an unquoted 0600 is read as octal text");
-    assert_eq!(c.outputs.owner, Some(Owner { uid: 1000, gid: 2000 }));
+    assert_eq!(
+        c.outputs.file_mode.0, 0o600,
+        "an unquoted 0600 is read as octal text"
+    );
+    assert_eq!(
+        c.outputs.owner,
+        Some(Owner {
+            uid: 1000,
+            gid: 2000
+        })
+    );
     assert_eq!(c.outputs.credentials_file, None, "\"\" disables the file");
 }
 
 #[test]
 fn flags_override_the_file_and_the_file_overrides_defaults() {
     let file = "sts:\n  region: eu-west-1\nrefresh:\n  max_interval: 10m\n".to_string() + MINIMAL;
-    let c = load_with(&ConfigArgs::default(), Some(&file), &[("AWS_REGION", "ap-south-1")]).unwrap();
+    let c = load_with(
+        &ConfigArgs::default(),
+        Some(&file),
+        &[("AWS_REGION", "ap-south-1")],
+    )
+    .unwrap();
     assert_eq!(c.sts.region, "eu-west-1", "the file beats AWS_REGION");
     assert_eq!(c.refresh.max_interval.unwrap().0, Duration::from_secs(600));
-    let args = ConfigArgs { region: Some("us-west-2".into()), max_interval: Some("30s".into()), ..Default::default() };
+    let args = ConfigArgs {
+        region: Some("us-west-2".into()),
+        max_interval: Some("30s".into()),
+        ..Default::default()
+    };
     let c = load_with(&args, Some(&file), &[]).unwrap();
     assert_eq!(c.sts.region, "us-west-2", "the flag beats the file");
     assert_eq!(c.refresh.max_interval.unwrap().0, Duration::from_secs(30));
-    let c = load_with(&ConfigArgs::default(), Some(MINIMAL), &[("AWS_DEFAULT_REGION", "ca-central-1")]).unwrap();
+    let c = load_with(
+        &ConfigArgs::default(),
+        Some(MINIMAL),
+        &[("AWS_DEFAULT_REGION", "ca-central-1")],
+    )
+    .unwrap();
     assert_eq!(c.sts.region, "ca-central-1");
-    let both = [("AWS_REGION", "ap-south-1"), ("AWS_DEFAULT_REGION", "ca-central-1")];
-    assert_eq!(load_with(&ConfigArgs::default(), Some(MINIMAL), &both).unwrap().sts.region, "ap-south-1");
+    let both = [
+        ("AWS_REGION", "ap-south-1"),
+        ("AWS_DEFAULT_REGION", "ca-central-1"),
+    ];
+    assert_eq!(
+        load_with(&ConfigArgs::default(), Some(MINIMAL), &both)
+            .unwrap()
+            .sts
+            .region,
+        "ap-south-1"
+    );
 }
 
 #[test]
@@ -161,7 +214,10 @@ fn a_single_role_needs_no_file() {
     assert_eq!(c.sts.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
     // --role-arn replaces the file's roles.
     let c = load_with(&args, Some(MINIMAL), &[]).unwrap();
-    assert_eq!(c.roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["RoleForB"]);
+    assert_eq!(
+        c.roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["RoleForB"]
+    );
 }
 
 #[test]
@@ -185,9 +241,16 @@ fn errors_name_the_line_the_key_and_the_fix() {
         ("roles: []\n", "c.yaml: roles: no roles configured"),
     ];
     for (text, expected) in cases {
-        let text = if text.starts_with("roles") { text.to_string() } else { format!("{text}{MINIMAL}") };
+        let text = if text.starts_with("roles") {
+            text.to_string()
+        } else {
+            format!("{text}{MINIMAL}")
+        };
         let err = error(&text);
-        assert!(err.starts_with(expected), "for {text:?}\n got: {err}\nwant: {expected}");
+        assert!(
+            err.starts_with(expected),
+            "for {text:?}\n got: {err}\nwant: {expected}"
+        );
         assert!(!err.contains('\n'), "one line: {err}");
     }
 }
@@ -199,37 +262,85 @@ fn cross_field_errors_say_what_to_change() {
             "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n  - name: {extra}\n    role_arn: arn:aws:iam::222222222222:role/B\n"
         )
     };
-    assert!(error(&two("a")).starts_with("c.yaml:4: roles[1].name: role name \"a\" is already used by roles[0]"));
+    assert!(error(&two("a"))
+        .starts_with("c.yaml:4: roles[1].name: role name \"a\" is already used by roles[0]"));
     assert!(error(&two("b/c")).contains("roles[1].name"));
     let err = error(&format!("outputs:\n  default_role: nope\n{}", two("b")));
     assert!(err.starts_with("c.yaml:2: outputs.default_role: default_role \"nope\" is not a configured role: use one of a, b"), "{err}");
     let err = error("roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    tags: {x: y}\n    transitive_tag_keys: [z]\n");
-    assert!(err.contains("roles[0].transitive_tag_keys") && err.contains("\"z\" is not one of this role's tags"), "{err}");
-    let err = error("roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 15m\n");
+    assert!(
+        err.contains("roles[0].transitive_tag_keys")
+            && err.contains("\"z\" is not one of this role's tags"),
+        "{err}"
+    );
+    let err = error(
+        "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 15m\n",
+    );
     assert!(err.starts_with("c.yaml:4: roles[0].duration: session duration 15m is not longer than refresh.min_remaining"), "{err}");
-    let err = error("roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 13h\n");
+    let err = error(
+        "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 13h\n",
+    );
     assert!(err.contains("use 15m to 12h"), "{err}");
     let err = error("roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    policy: '{not json'\n");
-    assert!(err.starts_with("c.yaml:4: roles[0].policy: the session policy is not valid JSON"), "{err}");
-    let err = error(&format!("credentials_endpoint:\n  listen: 0.0.0.0:9911\n{MINIMAL}"));
-    assert!(err.starts_with("c.yaml:2: credentials_endpoint.listen: 0.0.0.0:9911 is not a loopback address"), "{err}");
-    assert!(load(&format!("credentials_endpoint:\n  listen: 0.0.0.0:9911\n  allow_non_loopback: true\n{MINIMAL}")).is_ok());
-    let err = error(&format!("outputs:\n  credentials_file: account-a.json\n{MINIMAL}"));
-    assert!(err.contains("outputs.credentials_file") && err.contains("used by another output"), "{err}");
-    let err = error(&format!("outputs:\n  process_command: \"cat {{directory}}/{{role}}.json\"\n{MINIMAL}"));
+    assert!(
+        err.starts_with("c.yaml:4: roles[0].policy: the session policy is not valid JSON"),
+        "{err}"
+    );
+    let err = error(&format!(
+        "credentials_endpoint:\n  listen: 0.0.0.0:9911\n{MINIMAL}"
+    ));
+    assert!(
+        err.starts_with(
+            "c.yaml:2: credentials_endpoint.listen: 0.0.0.0:9911 is not a loopback address"
+        ),
+        "{err}"
+    );
+    assert!(load(&format!(
+        "credentials_endpoint:\n  listen: 0.0.0.0:9911\n  allow_non_loopback: true\n{MINIMAL}"
+    ))
+    .is_ok());
+    let err = error(&format!(
+        "outputs:\n  credentials_file: account-a.json\n{MINIMAL}"
+    ));
+    assert!(
+        err.contains("outputs.credentials_file") && err.contains("used by another output"),
+        "{err}"
+    );
+    let err = error(&format!(
+        "outputs:\n  process_command: \"cat {{directory}}/{{role}}.json\"\n{MINIMAL}"
+    ));
     assert!(err.contains("{directory}"), "{err}");
 }
 
 #[test]
 fn flag_errors_name_the_flag_and_its_variable() {
-    let args = ConfigArgs { role_arn: Some("RoleForB".into()), ..Default::default() };
+    let args = ConfigArgs {
+        role_arn: Some("RoleForB".into()),
+        ..Default::default()
+    };
     let err = load_with(&args, None, &[]).unwrap_err().to_string();
-    assert!(err.starts_with("--role-arn (or ROLERELAY_ROLE_ARN): \"RoleForB\" is not an IAM role ARN"), "{err}");
-    let args = ConfigArgs { file_mode: Some("777".into()), ..Default::default() };
-    let err = load_with(&args, Some(MINIMAL), &[]).unwrap_err().to_string();
-    assert!(err.starts_with("--file-mode (or ROLERELAY_FILE_MODE): "), "{err}");
-    let err = load_with(&ConfigArgs::default(), None, &[]).unwrap_err().to_string();
-    assert!(err.contains("no roles configured") && err.contains("--role-arn"), "{err}");
+    assert!(
+        err.starts_with("--role-arn (or ROLERELAY_ROLE_ARN): \"RoleForB\" is not an IAM role ARN"),
+        "{err}"
+    );
+    let args = ConfigArgs {
+        file_mode: Some("777".into()),
+        ..Default::default()
+    };
+    let err = load_with(&args, Some(MINIMAL), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("--file-mode (or ROLERELAY_FILE_MODE): "),
+        "{err}"
+    );
+    let err = load_with(&ConfigArgs::default(), None, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no roles configured") && err.contains("--role-arn"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -238,5 +349,8 @@ fn the_effective_configuration_prints_and_reads_back() {
     let json = serde_json::to_value(&c).unwrap();
     assert_eq!(json["refresh"]["min_remaining"], "20m");
     assert_eq!(json["outputs"]["file_mode"], "0640");
-    assert_eq!(json["roles"][0]["session_name_resolved"], "rolerelay-host-1");
+    assert_eq!(
+        json["roles"][0]["session_name_resolved"],
+        "rolerelay-host-1"
+    );
 }

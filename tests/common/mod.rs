@@ -2,6 +2,8 @@
 //! each in a clean environment that cannot see the machine's own AWS configuration.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -20,7 +22,11 @@ pub struct Moto {
 
 /// A free loopback port (free when asked; good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Moto {
@@ -38,8 +44,14 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server must be on PATH (pip install 'moto[server]'; .ci/run does it)");
-        let moto = Moto { child, url: format!("http://127.0.0.1:{port}"), port };
-        wait_for("moto server to listen", Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+        };
+        wait_for("moto server to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         moto
     }
 }
@@ -55,7 +67,10 @@ impl Drop for Moto {
 pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -93,7 +108,10 @@ impl Sandbox {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.path("home"))
             .env("AWS_CONFIG_FILE", self.path("home/no-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.path("home/no-credentials"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.path("home/no-credentials"),
+            )
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null());
         cmd
@@ -111,11 +129,19 @@ impl Sandbox {
     /// The AWS CLI, with no credentials but what `env` gives it.
     pub fn aws(&self, moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = self.command("aws");
-        cmd.args(args).args(["--endpoint-url", &moto.url, "--region", "us-east-1", "--output", "json"]);
+        cmd.args(args).args([
+            "--endpoint-url",
+            &moto.url,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ]);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("the AWS CLI must be on PATH (pip install awscli; .ci/run does it)")
+        cmd.output()
+            .expect("the AWS CLI must be on PATH (pip install awscli; .ci/run does it)")
     }
 
     /// `aws sts get-caller-identity` with `env`: the ARN it reports, or a panic with stderr.
@@ -123,7 +149,11 @@ impl Sandbox {
         let mut args = vec!["sts", "get-caller-identity"];
         args.extend_from_slice(extra);
         let out = self.aws(moto, &args, env);
-        assert!(out.status.success(), "aws {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["Arn"].as_str().unwrap().to_string()
     }
@@ -140,13 +170,20 @@ impl Running {
     /// Starts `cmd`, sending stdout and stderr to `log`.
     pub fn start(mut cmd: Command, log: PathBuf) -> Running {
         let file = fs::File::create(&log).unwrap();
-        let child = cmd.stdout(file.try_clone().unwrap()).stderr(file).spawn().unwrap();
+        let child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
         Running { child, log }
     }
 
     /// Sends a signal by name (TERM, INT, KILL, HUP).
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -157,7 +194,11 @@ impl Running {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < limit, "the process did not exit within {limit:?}; log:\n{}", self.logs());
+            assert!(
+                start.elapsed() < limit,
+                "the process did not exit within {limit:?}; log:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -165,7 +206,10 @@ impl Running {
     /// Everything the process logged so far.
     pub fn logs(&self) -> String {
         let mut text = String::new();
-        fs::File::open(&self.log).unwrap().read_to_string(&mut text).unwrap();
+        fs::File::open(&self.log)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         text
     }
 }
@@ -188,7 +232,8 @@ pub fn secrets_in(dir: &Path) -> Vec<String> {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
-            let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
             for key in ["SecretAccessKey", "SessionToken"] {
                 secrets.push(v[key].as_str().unwrap().to_string());
             }
@@ -200,14 +245,34 @@ pub fn secrets_in(dir: &Path) -> Vec<String> {
 /// Panics if any of `secrets` (or the source secret) appears in `text`.
 pub fn assert_no_secrets(text: &str, secrets: &[String]) {
     assert!(!secrets.is_empty(), "no secrets to look for");
-    for secret in secrets.iter().map(String::as_str).chain(["source-secret-not-for-logs"]) {
-        assert!(secret.len() >= 8, "too short to be a meaningful search: {secret:?}");
-        assert!(!text.contains(secret), "a secret value appears in the output:\n{text}");
+    for secret in secrets
+        .iter()
+        .map(String::as_str)
+        .chain(["source-secret-not-for-logs"])
+    {
+        assert!(
+            secret.len() >= 8,
+            "too short to be a meaningful search: {secret:?}"
+        );
+        assert!(
+            !text.contains(secret),
+            "a secret value appears in the output:\n{text}"
+        );
     }
 }
 
 /// Runs a command to completion and returns (status, stdout, stderr).
 pub fn run(mut cmd: Command) -> (ExitStatus, String, String) {
     let out = cmd.output().unwrap();
-    (out.status, String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// The wall clock, for comparing expirations.
+#[allow(clippy::disallowed_methods)]
+pub fn now() -> std::time::SystemTime {
+    std::time::SystemTime::now()
 }

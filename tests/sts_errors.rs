@@ -1,0 +1,148 @@
+//! Black-box tests of STS failures: a proxy in front of moto answers with STS's own errors.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::proxy::{sts_error, Action, Proxy};
+use common::*;
+
+const ROLE: &str = "arn:aws:iam::111111111111:role/RoleForB";
+
+#[test]
+fn each_sts_error_is_classified_and_explained() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let cases = [
+        ("AccessDenied", 403, "access_denied"),
+        ("Throttling", 400, "throttled"),
+        ("InvalidClientTokenId", 403, "invalid_source_credentials"),
+        ("ExpiredToken", 400, "invalid_source_credentials"),
+        ("MalformedPolicyDocument", 400, "validation"),
+        ("InternalFailure", 500, "other"),
+    ];
+    for (code, status, kind) in cases {
+        let proxy = Proxy::start(
+            moto.port,
+            Arc::new(move |_: &str| Action::Reply(status, sts_error(code, "said the proxy"))),
+        );
+        let (exit, _, stderr) = run({
+            let mut c = sb.rolerelay();
+            c.args([
+                "once",
+                "--role-arn",
+                ROLE,
+                "--role-name",
+                "a",
+                "--sts-endpoint-url",
+                &proxy.url,
+                "--output-dir",
+            ])
+            .arg(sb.path(code));
+            c
+        });
+        assert_eq!(exit.code(), Some(1), "{code}: {stderr}");
+        let expected = format!("a ({kind}: {code}: said the proxy");
+        assert!(
+            stderr.contains(&expected),
+            "{code}: want {expected:?} in\n{stderr}"
+        );
+        assert_eq!(
+            proxy.count(),
+            1,
+            "{code}: one attempt, no SDK retries behind our back"
+        );
+        assert!(!sb.path(code).join("a.json").exists());
+        if code == "AccessDenied" {
+            assert!(
+                stderr.contains(&format!("check that the trust policy of {ROLE} trusts")),
+                "{stderr}"
+            );
+        }
+    }
+    let proxy = Proxy::start(
+        moto.port,
+        Arc::new(|_: &str| Action::Reply(200, "<AssumeRoleResponse><Cred".into())),
+    );
+    let (exit, _, stderr) = run({
+        let mut c = sb.rolerelay();
+        c.args([
+            "once",
+            "--role-arn",
+            ROLE,
+            "--role-name",
+            "a",
+            "--sts-endpoint-url",
+            &proxy.url,
+            "--output-dir",
+        ])
+        .arg(sb.path("malformed"));
+        c
+    });
+    assert_eq!(exit.code(), Some(1));
+    assert!(stderr.contains("a (other: "), "{stderr}");
+}
+
+#[test]
+fn a_refused_long_duration_is_capped_to_one_hour_and_logged_once() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let seen = refused.clone();
+    let proxy = Proxy::start(
+        moto.port,
+        Arc::new(move |body: &str| {
+            if body.contains("DurationSeconds=7200") {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let message = "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.";
+                Action::Reply(400, sts_error("ValidationError", message))
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let out = sb.path("out");
+    let mut cmd = sb.rolerelay();
+    cmd.args([
+        "run",
+        "--role-arn",
+        ROLE,
+        "--role-name",
+        "a",
+        "--duration",
+        "2h",
+        "--max-interval",
+        "1s",
+    ])
+    .args(["--sts-endpoint-url", &proxy.url, "--output-dir"])
+    .arg(&out);
+    let mut running = Running::start(cmd, sb.path("run.log"));
+    wait_for("three refreshes", Duration::from_secs(30), || {
+        running.logs().matches("\"assumed role\"").count() >= 3
+    });
+    running.signal("TERM");
+    assert_eq!(running.wait(Duration::from_secs(10)).code(), Some(0));
+
+    let logs = running.logs();
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        1,
+        "2h is asked once, then 1h"
+    );
+    assert_eq!(
+        logs.matches("STS refused the requested session duration")
+            .count(),
+        1,
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("refresh failed"),
+        "the capped call succeeds in the same attempt: {logs}"
+    );
+    let json = process_json(&out, "a");
+    let expiry = humantime::parse_rfc3339(json["Expiration"].as_str().unwrap()).unwrap();
+    assert!(expiry.duration_since(now()).unwrap() <= Duration::from_secs(3600));
+    assert_no_secrets(&logs, &secrets_in(&out));
+}
