@@ -232,6 +232,11 @@ impl Assumer {
         Assumer { client, timeout }
     }
 
+    /// The time limit of one STS call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Assumes `role` for `duration`, through its chain if it has one.
     ///
     /// When STS refuses a duration over one hour (role chaining, or the role's maximum), the call

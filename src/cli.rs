@@ -24,6 +24,8 @@ pub enum Command {
     Once(ConfigArgs),
     /// Validate the configuration and print the effective configuration; exit 0, or 2 if invalid.
     Check(ConfigArgs),
+    /// GET a URL (default: this sidecar's /readyz); exit 0 on HTTP 200, 1 otherwise.
+    Healthcheck(HealthcheckArgs),
     /// Print a role's current credentials in credential_process JSON; exit 1 if missing or expired.
     CredentialProcess(CredentialProcessArgs),
 }
@@ -123,4 +125,24 @@ pub struct CredentialProcessArgs {
         default_value = "/var/run/rolerelay"
     )]
     pub dir: PathBuf,
+}
+
+/// Arguments of `healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to check.
+    #[arg(
+        long,
+        env = "ROLERELAY_HEALTHCHECK_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:9090/readyz"
+    )]
+    pub url: String,
+    /// How long to wait for the answer, like 2s.
+    #[arg(long, env = "ROLERELAY_HEALTHCHECK_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<crate::config::Dur>().map(|d| d.0)
 }

@@ -14,6 +14,10 @@
 //! - [`state`] — what every role has now, shared by the refreshers and the readers.
 //! - [`outputs`] — the files of the shared volume, each written atomically.
 //! - [`refresher`] — the per-role loop: assume, publish, sleep until the next refresh.
+//! - [`metrics`] — every Prometheus metric, in an owned registry.
+//! - [`http`] — `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! - [`endpoint`] — the container-credentials endpoint and its token.
+//! - [`healthcheck`] — the `healthcheck` command's tiny HTTP client.
 //! - [`app`] — the `run` and `once` commands: start the tasks, own the shutdown order.
 //! - [`logging`] — JSON or text logs.
 //! - [`clock`] — the one place that reads the wall clock.
@@ -24,7 +28,11 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod endpoint;
+pub mod healthcheck;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod outputs;
 pub mod refresher;
 pub mod schedule;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use rolerelay::cli::{Cli, Command, ConfigArgs};
 use rolerelay::config::Config;
-use rolerelay::{app, clock, logging, outputs};
+use rolerelay::{app, clock, healthcheck, logging, outputs};
 
 /// Exit code for an invalid configuration.
 const EXIT_CONFIG: u8 = 2;
@@ -45,6 +45,13 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(e),
+        },
+        Command::Healthcheck(args) => match healthcheck::check(&args.url, args.timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rolerelay healthcheck: {e}");
+                ExitCode::FAILURE
+            }
         },
         Command::CredentialProcess(args) => {
             match outputs::process_json::read_current(&args.dir, &args.role, clock::now()) {

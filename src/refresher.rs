@@ -14,6 +14,7 @@ use crate::assume::{AssumeError, Assumer, ONE_HOUR};
 use crate::clock;
 use crate::config::{Dur, RoleConfig};
 use crate::credentials::rfc3339;
+use crate::metrics::Metrics;
 use crate::outputs::{Outputs, WriteFailure};
 use crate::schedule::{self, Policy};
 use crate::state::State;
@@ -29,7 +30,12 @@ pub struct Shared {
     pub state: State,
     /// Bounds STS calls in flight across all roles (`refresh.concurrency`).
     pub limit: Arc<Semaphore>,
+    /// Counts every attempt and write.
+    pub metrics: Arc<Metrics>,
 }
+
+/// How late a loop may be (a timer firing, a write finishing) before `/healthz` calls it wedged.
+pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(30);
 
 /// Why one refresh did not fully succeed.
 #[derive(Debug, thiserror::Error)]
@@ -53,40 +59,56 @@ pub fn initial_duration(role: &RoleConfig) -> Duration {
     requested
 }
 
-/// Assumes `role` once, records the result and publishes the files.
+/// Assumes `role` once, records the result in the state and the metrics, and publishes the files.
 pub async fn refresh(
     shared: &Shared,
     role: &RoleConfig,
     duration: &mut Duration,
 ) -> Result<(), RefreshError> {
+    let name = role.name.as_str();
     let requested = *duration;
+    let permit = shared
+        .limit
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    // Each hop, and a repeat with a capped duration, may take up to the timeout.
+    let budget = shared.assumer.timeout() * (role.chain.len() as u32 + 2) + HEARTBEAT_GRACE;
+    shared.state.update(&role.name, |s| {
+        s.heartbeat_deadline = Some(clock::now() + budget)
+    });
     let started = std::time::Instant::now();
-    let result = {
-        let _permit = shared
-            .limit
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        shared.assumer.assume(role, duration, clock::now).await
-    };
+    let result = shared.assumer.assume(role, duration, clock::now).await;
+    drop(permit);
     let took = started.elapsed();
+    let m = &shared.metrics;
+    m.refresh_duration_seconds
+        .with_label_values(&[name])
+        .observe(took.as_secs_f64());
     if *duration != requested {
-        warn!(role = %role.name, requested = requested.as_secs(), using = duration.as_secs(),
+        warn!(role = %name, requested = requested.as_secs(), using = duration.as_secs(),
             "STS refused the requested session duration; using 1h from now on (role chaining or the role's MaxSessionDuration)");
     }
     let creds = match result {
         Ok(creds) => Arc::new(creds),
         Err(e) => {
+            m.refresh_total.with_label_values(&[name, "error"]).inc();
+            m.refresh_errors_total
+                .with_label_values(&[name, e.kind.metric_label()])
+                .inc();
             shared.state.update(&role.name, |s| {
                 s.consecutive_failures += 1;
                 s.last_error = Some(e.clone());
+                m.consecutive_failures
+                    .with_label_values(&[name])
+                    .set(i64::from(s.consecutive_failures));
             });
             return Err(e.into());
         }
     };
     let now = clock::now();
     info!(
-        role = %role.name,
+        role = %name,
         role_arn = %role.role_arn,
         access_key_id = %creds.access_key_id,
         expiration = %rfc3339(creds.expiration),
@@ -94,22 +116,37 @@ pub async fn refresh(
         took_ms = took.as_millis() as u64,
         "assumed role",
     );
+    m.refresh_total.with_label_values(&[name, "success"]).inc();
+    m.consecutive_failures.with_label_values(&[name]).set(0);
+    m.credentials_expiry_timestamp_seconds
+        .with_label_values(&[name])
+        .set(clock::unix_seconds(creds.expiration));
+    m.last_success_timestamp_seconds
+        .with_label_values(&[name])
+        .set(clock::unix_seconds(now));
     shared.state.update(&role.name, |s| {
         s.credentials = Some(creds.clone());
         s.last_success = Some(now);
         s.consecutive_failures = 0;
         s.last_error = None;
+        s.published = false;
     });
-    let (outputs, state, name) = (
+    let (outputs, state, role_name) = (
         shared.outputs.clone(),
         shared.state.clone(),
         role.name.clone(),
     );
     // File writes fsync: keep them off the async threads.
-    let failures = tokio::task::spawn_blocking(move || outputs.publish(&state, &name, now))
+    let failures = tokio::task::spawn_blocking(move || outputs.publish(&state, &role_name, now))
         .await
         .expect("publishing does not panic");
+    for (output, _) in &failures {
+        m.output_write_errors_total
+            .with_label_values(&[name, output])
+            .inc();
+    }
     if failures.is_empty() {
+        shared.state.update(&role.name, |s| s.published = true);
         Ok(())
     } else {
         Err(RefreshError::Write(failures))
@@ -125,6 +162,10 @@ pub async fn run(
 ) {
     let mut duration = initial_duration(&role);
     loop {
+        // Waiting for a turn to call STS has no deadline; `refresh` sets one once it calls.
+        shared
+            .state
+            .update(&role.name, |s| s.heartbeat_deadline = None);
         let result = tokio::select! {
             _ = shutdown.changed() => return,
             result = refresh(&shared, &role, &mut duration) => result,
@@ -162,6 +203,9 @@ pub async fn run(
         loop {
             let expiry = held.as_ref().map(|c| c.expiration).filter(|e| *e < next);
             let wake = expiry.unwrap_or(next);
+            shared.state.update(&role.name, |s| {
+                s.heartbeat_deadline = Some(wake + HEARTBEAT_GRACE)
+            });
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep_until(until(wake)) => {}

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::assume::AssumeError;
 use crate::config::{RoleConfig, RoleName};
@@ -25,12 +25,62 @@ pub struct RoleState {
     pub last_error: Option<AssumeError>,
     /// Outputs whose last write for this role failed, with the reason.
     pub write_errors: BTreeMap<&'static str, String>,
+    /// True once the current credentials were written to every output.
+    pub published: bool,
+    /// When the role's loop must next show progress (wake up, or finish a call or a write);
+    /// none while it waits for its turn to call STS.
+    pub heartbeat_deadline: Option<SystemTime>,
 }
 
 impl RoleState {
     /// The credentials, if they are still valid at `now`.
     pub fn valid_credentials(&self, now: SystemTime) -> Option<&Arc<Credentials>> {
         self.credentials.as_ref().filter(|c| c.is_valid_at(now))
+    }
+
+    /// Whether the role is ready at `now`: valid credentials written to every output, and not
+    /// about to expire while refreshes fail. The error says why not.
+    pub fn readiness(&self, now: SystemTime, min_remaining: Duration) -> Result<(), String> {
+        let failing = || match &self.last_error {
+            Some(e) => format!("; the last refresh failed: {}", e.kind),
+            None => String::new(),
+        };
+        let Some(creds) = &self.credentials else {
+            return Err(format!("no credentials yet{}", failing()));
+        };
+        if !creds.is_valid_at(now) {
+            return Err(format!(
+                "the credentials expired at {}{}",
+                crate::credentials::rfc3339(creds.expiration),
+                failing()
+            ));
+        }
+        if let Some((output, _)) = self.write_errors.iter().next() {
+            return Err(format!("the {output} output could not be written"));
+        }
+        if !self.published {
+            return Err("the credentials are not written to every output yet".into());
+        }
+        let remaining = creds.expiration.duration_since(now).unwrap_or_default();
+        if self.consecutive_failures > 0 && remaining < min_remaining {
+            return Err(format!(
+                "the credentials expire in {}s and refreshing them fails{}",
+                remaining.as_secs(),
+                failing()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the role's loop is alive at `now`: it has not missed its heartbeat deadline.
+    pub fn liveness(&self, now: SystemTime) -> Result<(), String> {
+        match self.heartbeat_deadline {
+            Some(deadline) if now > deadline => Err(format!(
+                "the refresh loop has shown no progress since {}",
+                crate::credentials::rfc3339(deadline)
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -100,5 +150,94 @@ impl State {
             .iter()
             .filter_map(|(name, s)| Some((name.clone(), s.valid_credentials(now)?.clone())))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assume::ErrorKind;
+    use crate::credentials::Secret;
+
+    const MIN: Duration = Duration::from_secs(1200);
+
+    fn at(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+    }
+
+    fn with_creds(expiry: u64) -> RoleState {
+        RoleState {
+            credentials: Some(Arc::new(Credentials {
+                access_key_id: "ASIA".into(),
+                secret_access_key: Secret::new("s"),
+                session_token: Secret::new("t"),
+                expiration: at(expiry),
+                issued: at(0),
+                role_arn: "arn".into(),
+            })),
+            published: true,
+            ..RoleState::default()
+        }
+    }
+
+    #[test]
+    fn ready_only_with_valid_published_credentials() {
+        assert!(RoleState::default()
+            .readiness(at(0), MIN)
+            .unwrap_err()
+            .contains("no credentials yet"));
+        assert!(with_creds(3600).readiness(at(100), MIN).is_ok());
+        assert!(with_creds(3600)
+            .readiness(at(3600), MIN)
+            .unwrap_err()
+            .contains("expired"));
+        let unpublished = RoleState {
+            published: false,
+            ..with_creds(3600)
+        };
+        assert!(unpublished.readiness(at(100), MIN).is_err());
+        let mut broken = with_creds(3600);
+        broken.write_errors.insert("env_file", "disk full".into());
+        assert!(broken
+            .readiness(at(100), MIN)
+            .unwrap_err()
+            .contains("env_file"));
+    }
+
+    #[test]
+    fn not_ready_near_expiry_only_while_refreshes_fail() {
+        let near = at(3600 - 600);
+        assert!(
+            with_creds(3600).readiness(near, MIN).is_ok(),
+            "no failure: still ready"
+        );
+        let mut failing = with_creds(3600);
+        failing.consecutive_failures = 2;
+        failing.last_error = Some(crate::assume::AssumeError {
+            kind: ErrorKind::Network,
+            code: None,
+            message: "unreachable".into(),
+        });
+        assert!(
+            failing.readiness(at(100), MIN).is_ok(),
+            "plenty left: still ready"
+        );
+        let why = failing.readiness(near, MIN).unwrap_err();
+        assert!(
+            why.contains("expire in 600s") && why.contains("network"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_loop_past_its_heartbeat_deadline_is_not_alive() {
+        let mut s = RoleState::default();
+        assert!(
+            s.liveness(at(10)).is_ok(),
+            "waiting for a turn has no deadline"
+        );
+        s.heartbeat_deadline = Some(at(100));
+        assert!(s.liveness(at(100)).is_ok());
+        assert!(s.liveness(at(101)).is_err());
     }
 }

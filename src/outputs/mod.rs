@@ -138,14 +138,18 @@ impl Outputs {
     }
 
     /// Removes every file rolerelay writes (for `remove_on_exit`).
-    pub fn remove_all(&self, extra: &[&str]) -> io::Result<()> {
+    pub fn remove_all(&self, extra: &[String]) -> io::Result<()> {
         let roles = self.roles.lock().expect("outputs lock poisoned");
         let dir = &self.config.directory;
         let fixed = [
             self.config.credentials_file.as_deref(),
             self.config.config_file.as_deref(),
         ];
-        for name in fixed.into_iter().flatten().chain(extra.iter().copied()) {
+        for name in fixed
+            .into_iter()
+            .flatten()
+            .chain(extra.iter().map(String::as_str))
+        {
             atomic::remove(dir, name)?;
         }
         for role in roles.iter() {

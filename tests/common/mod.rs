@@ -276,3 +276,48 @@ pub fn run(mut cmd: Command) -> (ExitStatus, String, String) {
 pub fn now() -> std::time::SystemTime {
     std::time::SystemTime::now()
 }
+
+/// A plain HTTP GET on loopback: (status code, body). Panics if nothing answers.
+pub fn http_get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    try_http_get(url, headers).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// A plain HTTP GET on loopback: (status code, body), or the I/O error.
+pub fn try_http_get(url: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, String)> {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n",
+        if path.is_empty() { "/" } else { path }
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The value of one sample of `/metrics` text, by its full series name with labels in order.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+}

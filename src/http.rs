@@ -1,0 +1,226 @@
+//! `server.listen`: `/healthz`, `/readyz`, `/metrics` and `/status`, and the server loop both
+//! HTTP listeners share.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+use crate::clock;
+use crate::credentials::rfc3339;
+use crate::metrics::Metrics;
+use crate::state::{RoleState, State};
+
+/// What the status server reads.
+#[derive(Clone, Debug)]
+pub struct StatusContext {
+    /// Every role's state.
+    pub state: State,
+    /// The metrics to expose.
+    pub metrics: Arc<Metrics>,
+    /// `refresh.min_remaining`, for readiness.
+    pub min_remaining: Duration,
+}
+
+/// A response with a status code, a content type and a body.
+pub fn respond(code: StatusCode, content_type: &str, body: String) -> Response {
+    let mut response = warp::reply::with_status(body, code).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        content_type.parse().expect("valid content type"),
+    );
+    headers.insert("cache-control", "no-store".parse().expect("valid header"));
+    response
+}
+
+/// A JSON response.
+pub fn json(code: StatusCode, value: &impl Serialize) -> Response {
+    respond(
+        code,
+        "application/json",
+        serde_json::to_string(value).expect("plain values serialize"),
+    )
+}
+
+/// The routes of `server.listen`; anything else is 404.
+pub fn status_routes(
+    ctx: StatusContext,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let ctx = warp::any().map(move || ctx.clone());
+    let healthz = warp::path!("healthz")
+        .and(ctx.clone())
+        .map(|c: StatusContext| healthz(&c.state.snapshot(), clock::now()));
+    let readyz = warp::path!("readyz")
+        .and(ctx.clone())
+        .map(|c: StatusContext| readyz(&c.state.snapshot(), clock::now(), c.min_remaining));
+    let metrics = warp::path!("metrics")
+        .and(ctx.clone())
+        .map(|c: StatusContext| {
+            respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                c.metrics.render(),
+            )
+        });
+    let status = warp::path!("status").and(ctx).map(|c: StatusContext| {
+        json(
+            StatusCode::OK,
+            &status(&c.state.snapshot(), clock::now(), c.min_remaining),
+        )
+    });
+    warp::get()
+        .and(
+            healthz
+                .or(readyz)
+                .unify()
+                .or(metrics)
+                .unify()
+                .or(status)
+                .unify(),
+        )
+        .recover(|_| async { Ok::<_, Infallible>(not_found()) })
+        .unify()
+}
+
+/// The 404 of both servers.
+pub fn not_found() -> Response {
+    json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "message": "not found" }),
+    )
+}
+
+#[derive(Serialize)]
+struct Verdict<'a> {
+    status: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    roles: BTreeMap<String, String>,
+}
+
+/// 200 while every role's loop shows progress; 503 naming the loops that do not.
+pub fn healthz(roles: &BTreeMap<crate::config::RoleName, RoleState>, now: SystemTime) -> Response {
+    verdict(roles, |s| s.liveness(now), "ok", "unhealthy")
+}
+
+/// 200 when every role is ready; 503 naming each role that is not, and why.
+pub fn readyz(
+    roles: &BTreeMap<crate::config::RoleName, RoleState>,
+    now: SystemTime,
+    min_remaining: Duration,
+) -> Response {
+    verdict(
+        roles,
+        |s| s.readiness(now, min_remaining),
+        "ready",
+        "not ready",
+    )
+}
+
+fn verdict(
+    roles: &BTreeMap<crate::config::RoleName, RoleState>,
+    check: impl Fn(&RoleState) -> Result<(), String>,
+    good: &str,
+    bad: &str,
+) -> Response {
+    let failing: BTreeMap<String, String> = roles
+        .iter()
+        .filter_map(|(name, s)| check(s).err().map(|why| (name.to_string(), why)))
+        .collect();
+    if failing.is_empty() {
+        json(
+            StatusCode::OK,
+            &Verdict {
+                status: good,
+                roles: failing,
+            },
+        )
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Verdict {
+                status: bad,
+                roles: failing,
+            },
+        )
+    }
+}
+
+/// One role in `/status`. Never a secret: the access key id is the only part of a credential.
+#[derive(Serialize)]
+struct RoleStatus {
+    name: String,
+    role_arn: String,
+    ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_ready_reason: Option<String>,
+    access_key_id: Option<String>,
+    expiration: Option<String>,
+    last_success: Option<String>,
+    next_refresh: Option<String>,
+    consecutive_failures: u32,
+    last_error: Option<ErrorStatus>,
+    write_errors: BTreeMap<&'static str, String>,
+}
+
+#[derive(Serialize)]
+struct ErrorStatus {
+    kind: &'static str,
+    code: Option<String>,
+    message: String,
+}
+
+/// The `/status` document.
+pub fn status(
+    roles: &BTreeMap<crate::config::RoleName, RoleState>,
+    now: SystemTime,
+    min_remaining: Duration,
+) -> serde_json::Value {
+    let roles: Vec<RoleStatus> = roles
+        .iter()
+        .map(|(name, s)| {
+            let readiness = s.readiness(now, min_remaining);
+            RoleStatus {
+                name: name.to_string(),
+                role_arn: s.role_arn.clone(),
+                ready: readiness.is_ok(),
+                not_ready_reason: readiness.err(),
+                access_key_id: s.credentials.as_ref().map(|c| c.access_key_id.clone()),
+                expiration: s.credentials.as_ref().map(|c| rfc3339(c.expiration)),
+                last_success: s.last_success.map(rfc3339),
+                next_refresh: s.next_refresh.map(rfc3339),
+                consecutive_failures: s.consecutive_failures,
+                last_error: s.last_error.as_ref().map(|e| ErrorStatus {
+                    kind: e.kind.metric_label(),
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                }),
+                write_errors: s.write_errors.clone(),
+            }
+        })
+        .collect();
+    serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "time": rfc3339(now), "roles": roles })
+}
+
+/// Serves `routes` on `listener` until `shutdown` completes; then stops accepting and lets the
+/// requests in flight finish.
+pub async fn serve<F>(
+    listener: TcpListener,
+    routes: F,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}

@@ -1,0 +1,281 @@
+//! Every metric of rolerelay, with its name, help text and labels, in one owned registry.
+//!
+//! Label values are fixed sets (result, kind, output, code) or configured role names; a role name
+//! an HTTP client made up is never used as a label (it becomes [`UNKNOWN_ROLE`]).
+
+use std::collections::HashMap;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::assume::ErrorKind;
+
+/// The `role` label of endpoint requests for a role that is not configured.
+pub const UNKNOWN_ROLE: &str = "_unknown";
+
+/// STS latency buckets, in seconds: a regional call takes tens of milliseconds; the top buckets
+/// catch calls near the default 10 s timeout.
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The metrics and their registry.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `rolerelay_refresh_total{role,result}`.
+    pub refresh_total: IntCounterVec,
+    /// `rolerelay_refresh_errors_total{role,kind}`.
+    pub refresh_errors_total: IntCounterVec,
+    /// `rolerelay_refresh_duration_seconds{role}`.
+    pub refresh_duration_seconds: HistogramVec,
+    /// `rolerelay_credentials_expiry_timestamp_seconds{role}`.
+    pub credentials_expiry_timestamp_seconds: GaugeVec,
+    /// `rolerelay_last_success_timestamp_seconds{role}`.
+    pub last_success_timestamp_seconds: GaugeVec,
+    /// `rolerelay_consecutive_failures{role}`.
+    pub consecutive_failures: IntGaugeVec,
+    /// `rolerelay_output_write_errors_total{role,output}`.
+    pub output_write_errors_total: IntCounterVec,
+    /// `rolerelay_endpoint_requests_total{role,code}`.
+    pub endpoint_requests_total: IntCounterVec,
+    /// `rolerelay_config_reloads_total{result}`.
+    pub config_reloads_total: IntCounterVec,
+    /// `rolerelay_build_info{version}`.
+    pub build_info: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics, registered in a new registry.
+    pub fn new() -> Metrics {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let gauge = |name: &str, help: &str| {
+            GaugeVec::new(Opts::new(name, help), &["role"]).expect("valid metric")
+        };
+        let metrics = Metrics {
+            registry: Registry::new(),
+            refresh_total: counter(
+                "rolerelay_refresh_total",
+                "AssumeRole attempts per role, by result (success or error).",
+                &["role", "result"],
+            ),
+            refresh_errors_total: counter(
+                "rolerelay_refresh_errors_total",
+                "Failed AssumeRole attempts per role, by kind of failure.",
+                &["role", "kind"],
+            ),
+            refresh_duration_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "rolerelay_refresh_duration_seconds",
+                    "Time taken by one AssumeRole attempt (all hops of a chain).",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["role"],
+            )
+            .expect("valid metric"),
+            credentials_expiry_timestamp_seconds: gauge(
+                "rolerelay_credentials_expiry_timestamp_seconds",
+                "When the role's current credentials expire, in Unix seconds.",
+            ),
+            last_success_timestamp_seconds: gauge(
+                "rolerelay_last_success_timestamp_seconds",
+                "When the role was last refreshed successfully, in Unix seconds.",
+            ),
+            consecutive_failures: IntGaugeVec::new(
+                Opts::new(
+                    "rolerelay_consecutive_failures",
+                    "Failed attempts since the role's last success.",
+                ),
+                &["role"],
+            )
+            .expect("valid metric"),
+            output_write_errors_total: counter(
+                "rolerelay_output_write_errors_total",
+                "Failed writes of an output file, per role and output.",
+                &["role", "output"],
+            ),
+            endpoint_requests_total: counter(
+                "rolerelay_endpoint_requests_total",
+                "Requests to the container-credentials endpoint, per role and HTTP status code.",
+                &["role", "code"],
+            ),
+            config_reloads_total: counter(
+                "rolerelay_config_reloads_total",
+                "Configuration reloads, by result (success or error).",
+                &["result"],
+            ),
+            build_info: IntGaugeVec::new(
+                Opts::new(
+                    "rolerelay_build_info",
+                    "Always 1; the version label says which build runs.",
+                ),
+                &["version"],
+            )
+            .expect("valid metric"),
+        };
+        metrics.register();
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for result in ["success", "error"] {
+            metrics.config_reloads_total.with_label_values(&[result]);
+        }
+        metrics
+    }
+
+    fn register(&self) {
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(self.refresh_total.clone()),
+            Box::new(self.refresh_errors_total.clone()),
+            Box::new(self.refresh_duration_seconds.clone()),
+            Box::new(self.credentials_expiry_timestamp_seconds.clone()),
+            Box::new(self.last_success_timestamp_seconds.clone()),
+            Box::new(self.consecutive_failures.clone()),
+            Box::new(self.output_write_errors_total.clone()),
+            Box::new(self.endpoint_requests_total.clone()),
+            Box::new(self.config_reloads_total.clone()),
+            Box::new(self.build_info.clone()),
+        ];
+        for c in collectors {
+            self.registry
+                .register(c)
+                .expect("each metric is registered once");
+        }
+    }
+
+    /// Creates a role's series at zero, so dashboards and alerts see them before the first event.
+    pub fn add_role(&self, role: &str, outputs: &[&str]) {
+        for result in ["success", "error"] {
+            self.refresh_total.with_label_values(&[role, result]);
+        }
+        for kind in ErrorKind::ALL {
+            self.refresh_errors_total
+                .with_label_values(&[role, kind.metric_label()]);
+        }
+        for output in outputs {
+            self.output_write_errors_total
+                .with_label_values(&[role, output]);
+        }
+        self.consecutive_failures.with_label_values(&[role]).set(0);
+    }
+
+    /// Drops every series of a role that is no longer configured.
+    pub fn remove_role(&self, role: &str) {
+        // Each family's label sets for the role are found by gathering, so nothing is missed.
+        for family in self.registry.gather() {
+            for metric in family.get_metric() {
+                let labels = metric.get_label();
+                if !labels
+                    .iter()
+                    .any(|l| l.name() == "role" && l.value() == role)
+                {
+                    continue;
+                }
+                // Gathered labels come sorted by name: remove by name, not by position.
+                let values: HashMap<&str, &str> =
+                    labels.iter().map(|l| (l.name(), l.value())).collect();
+                let _ = match family.name() {
+                    "rolerelay_refresh_total" => self.refresh_total.remove(&values),
+                    "rolerelay_refresh_errors_total" => self.refresh_errors_total.remove(&values),
+                    "rolerelay_refresh_duration_seconds" => {
+                        self.refresh_duration_seconds.remove(&values)
+                    }
+                    "rolerelay_credentials_expiry_timestamp_seconds" => {
+                        self.credentials_expiry_timestamp_seconds.remove(&values)
+                    }
+                    "rolerelay_last_success_timestamp_seconds" => {
+                        self.last_success_timestamp_seconds.remove(&values)
+                    }
+                    "rolerelay_consecutive_failures" => self.consecutive_failures.remove(&values),
+                    "rolerelay_output_write_errors_total" => {
+                        self.output_write_errors_total.remove(&values)
+                    }
+                    "rolerelay_endpoint_requests_total" => {
+                        self.endpoint_requests_total.remove(&values)
+                    }
+                    _ => Ok(()),
+                };
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding to memory does not fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spec_metric_is_exposed_with_help_and_type() {
+        let m = Metrics::new();
+        m.add_role("a", &["process_json"]);
+        m.refresh_duration_seconds
+            .with_label_values(&["a"])
+            .observe(0.05);
+        m.credentials_expiry_timestamp_seconds
+            .with_label_values(&["a"])
+            .set(1.0);
+        m.last_success_timestamp_seconds
+            .with_label_values(&["a"])
+            .set(1.0);
+        m.endpoint_requests_total
+            .with_label_values(&["a", "200"])
+            .inc();
+        let text = m.render();
+        for (name, kind) in [
+            ("rolerelay_refresh_total", "counter"),
+            ("rolerelay_refresh_errors_total", "counter"),
+            ("rolerelay_refresh_duration_seconds", "histogram"),
+            ("rolerelay_credentials_expiry_timestamp_seconds", "gauge"),
+            ("rolerelay_last_success_timestamp_seconds", "gauge"),
+            ("rolerelay_consecutive_failures", "gauge"),
+            ("rolerelay_output_write_errors_total", "counter"),
+            ("rolerelay_endpoint_requests_total", "counter"),
+            ("rolerelay_config_reloads_total", "counter"),
+            ("rolerelay_build_info", "gauge"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name}\n{text}"
+            );
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+        }
+        assert!(text.contains("rolerelay_refresh_errors_total{kind=\"throttled\",role=\"a\"} 0"));
+    }
+
+    #[test]
+    fn a_removed_role_leaves_no_series() {
+        let m = Metrics::new();
+        m.add_role("gone", &["env_file"]);
+        m.add_role("kept", &["env_file"]);
+        m.refresh_duration_seconds
+            .with_label_values(&["gone"])
+            .observe(0.05);
+        m.endpoint_requests_total
+            .with_label_values(&["gone", "200"])
+            .inc();
+        m.remove_role("gone");
+        let text = m.render();
+        assert!(!text.contains("role=\"gone\""), "{text}");
+        assert!(text.contains("role=\"kept\""));
+    }
+}

@@ -1,0 +1,391 @@
+//! Black-box tests of the HTTP side: health, readiness, metrics, status, the container-credentials
+//! endpoint read by the real AWS CLI and boto3, and `rolerelay healthcheck`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const ROLE: &str = "arn:aws:iam::111111111111:role/RoleForB";
+const ASSUMED: &str = "arn:aws:sts::111111111111:assumed-role/RoleForB/rr-app";
+
+/// A running sidecar with its two HTTP addresses.
+struct Sidecar {
+    running: Running,
+    status: String,
+    endpoint: String,
+    out: PathBuf,
+}
+
+impl Sidecar {
+    fn start(sb: &Sandbox, sts_url: &str, extra: &str) -> Sidecar {
+        let (status_port, endpoint_port) = (free_port(), free_port());
+        let out = sb.path("out");
+        let config = sb.write(
+            "config.yaml",
+            &format!(
+                "sts:\n  endpoint_url: {sts_url}\nrefresh:\n  backoff_initial: 100ms\n  backoff_max: 1s\n{extra}\
+                 roles:\n  - name: app\n    role_arn: {ROLE}\n    session_name: rr-app\n\
+                 outputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{status_port}\n\
+                 credentials_endpoint:\n  listen: 127.0.0.1:{endpoint_port}\n",
+                out.display()
+            ),
+        );
+        let mut cmd = sb.rolerelay();
+        cmd.args(["run", "--config"]).arg(&config);
+        let running = Running::start(cmd, sb.path("run.log"));
+        let status = format!("http://127.0.0.1:{status_port}");
+        wait_for("the status server", Duration::from_secs(20), || {
+            try_http_get(&format!("{status}/healthz"), &[]).is_ok()
+        });
+        Sidecar {
+            running,
+            status,
+            endpoint: format!("http://127.0.0.1:{endpoint_port}"),
+            out,
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.status), &[])
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.out.join("token")).unwrap()
+    }
+
+    fn credentials(&self, role: &str, token: Option<&str>) -> (u16, String) {
+        let headers: Vec<(&str, &str)> = token.map(|t| ("Authorization", t)).into_iter().collect();
+        http_get(
+            &format!("{}/v1/credentials/{role}", self.endpoint),
+            &headers,
+        )
+    }
+
+    fn healthcheck(&self, sb: &Sandbox, path: &str) -> i32 {
+        let mut c = sb.rolerelay();
+        c.args(["healthcheck", "--url", &format!("{}{path}", self.status)]);
+        c.status().unwrap().code().unwrap()
+    }
+}
+
+#[test]
+fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
+    let sb = Sandbox::new();
+    let sts_port = free_port();
+    let sidecar = Sidecar::start(&sb, &format!("http://127.0.0.1:{sts_port}"), "");
+    let network_errors = || {
+        let (_, text) = sidecar.get("/metrics");
+        metric(
+            &text,
+            "rolerelay_refresh_errors_total{kind=\"network\",role=\"app\"}",
+        )
+        .unwrap()
+    };
+    wait_for("two failed attempts", Duration::from_secs(20), || {
+        network_errors() >= 2.0
+    });
+
+    assert_eq!(sidecar.get("/healthz").0, 200);
+    let (code, body) = sidecar.get("/readyz");
+    assert_eq!(code, 503);
+    let why: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let reason = why["roles"]["app"].as_str().unwrap();
+    assert!(
+        reason.contains("no credentials yet") && reason.contains("network"),
+        "{body}"
+    );
+    assert_eq!(sidecar.healthcheck(&sb, "/readyz"), 1);
+    assert_eq!(sidecar.healthcheck(&sb, "/healthz"), 0);
+    assert_eq!(sidecar.credentials("app", Some(&sidecar.token())).0, 503);
+    assert!(!sidecar.out.join("app.json").exists());
+    let (_, status) = sidecar.get("/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["roles"][0]["last_error"]["kind"], "network");
+    assert!(status["roles"][0]["consecutive_failures"].as_u64().unwrap() >= 2);
+    let before = network_errors();
+    wait_for("the error counter to grow", Duration::from_secs(10), || {
+        network_errors() > before
+    });
+
+    let _moto = Moto::start_on(sts_port);
+    // backoff_max is 1s: ready within that and a little.
+    wait_for("readiness once STS is up", Duration::from_secs(10), || {
+        sidecar.get("/readyz").0 == 200
+    });
+    assert_eq!(sidecar.healthcheck(&sb, "/readyz"), 0);
+    let (code, body) = sidecar.credentials("app", Some(&sidecar.token()));
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn the_aws_cli_and_boto3_use_the_endpoint() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let sidecar = Sidecar::start(&sb, &moto.url, "");
+    wait_for("readiness", Duration::from_secs(20), || {
+        sidecar.get("/readyz").0 == 200
+    });
+    let token = sidecar.token();
+    assert!(
+        !token.ends_with('\n') && token.len() >= 32,
+        "the token file is sent verbatim: {token:?}"
+    );
+    let uri = format!("{}/v1/credentials/app", sidecar.endpoint);
+    let token_file = sidecar.out.join("token");
+    let env = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.as_str()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.to_str().unwrap(),
+        ),
+    ];
+    assert_eq!(sb.caller_arn(&moto, &[], &env), ASSUMED, "AWS CLI");
+
+    let script = r#"
+import boto3, os, sys
+session = boto3.Session(region_name="us-east-1")
+creds = session.get_credentials()
+print(creds.method)
+print(session.client("sts", endpoint_url=sys.argv[1]).get_caller_identity()["Arn"])
+"#;
+    let mut python = sb.command("python3");
+    python.args(["-c", script, &moto.url]);
+    for (k, v) in env {
+        python.env(k, v);
+    }
+    let (status, stdout, stderr) = run(python);
+    assert!(status.success(), "boto3: {stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["container-role", ASSUMED]
+    );
+
+    let (code, body) = sidecar.credentials("app", Some(&token));
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for key in [
+        "AccessKeyId",
+        "SecretAccessKey",
+        "Token",
+        "Expiration",
+        "RoleArn",
+    ] {
+        assert!(v[key].is_string(), "{key} in {body}");
+    }
+    assert_eq!(v["RoleArn"], ROLE);
+}
+
+#[test]
+fn the_endpoint_refuses_wrong_tokens_and_unknown_roles_and_counts_every_request() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let sidecar = Sidecar::start(&sb, &moto.url, "");
+    wait_for("readiness", Duration::from_secs(20), || {
+        sidecar.get("/readyz").0 == 200
+    });
+    let token = sidecar.token();
+    let wrong = format!("{}0", &token[..token.len() - 1]);
+    assert_eq!(sidecar.credentials("app", None).0, 401);
+    assert_eq!(sidecar.credentials("app", Some(&wrong)).0, 401);
+    assert_eq!(sidecar.credentials("app", Some(&token[..16])).0, 401);
+    assert_eq!(sidecar.credentials("nope", Some(&token)).0, 404);
+    assert_eq!(sidecar.credentials("../etc", Some(&token)).0, 404);
+    assert_eq!(sidecar.credentials("app", Some(&token)).0, 200);
+    assert_eq!(
+        http_get(
+            &format!("{}/v1/credentials/", sidecar.endpoint),
+            &[("Authorization", &token)]
+        )
+        .0,
+        404
+    );
+    assert_eq!(sidecar.get("/nothing-here").0, 404);
+
+    let (_, text) = sidecar.get("/metrics");
+    assert_eq!(
+        metric(
+            &text,
+            "rolerelay_endpoint_requests_total{code=\"401\",role=\"app\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "rolerelay_endpoint_requests_total{code=\"200\",role=\"app\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "rolerelay_endpoint_requests_total{code=\"404\",role=\"_unknown\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !text.contains("role=\"nope\""),
+        "a made-up role never becomes a label"
+    );
+}
+
+#[test]
+fn metrics_pass_promtool_and_carry_every_spec_metric_after_success_and_failure() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let sidecar = Sidecar::start(&sb, &moto.url, "  max_interval: 1s\n");
+    wait_for("readiness", Duration::from_secs(20), || {
+        sidecar.get("/readyz").0 == 200
+    });
+    sidecar.credentials("app", Some(&sidecar.token()));
+    let (_, after_success) = sidecar.get("/metrics");
+    drop(moto); // STS goes away: the next refreshes fail.
+    wait_for("a failure", Duration::from_secs(20), || {
+        metric(
+            &sidecar.get("/metrics").1,
+            "rolerelay_refresh_total{result=\"error\",role=\"app\"}",
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    });
+    let (_, after_failure) = sidecar.get("/metrics");
+
+    for text in [&after_success, &after_failure] {
+        let file = sb.write("metrics.txt", text);
+        let out = Command::new("promtool")
+            .arg("check")
+            .arg("metrics")
+            .stdin(std::fs::File::open(&file).unwrap())
+            .output()
+            .expect("promtool must be on PATH (Debian package prometheus; scripts/test-deps installs it)");
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for series in [
+            "rolerelay_refresh_total{result=\"success\",role=\"app\"}",
+            "rolerelay_refresh_errors_total{kind=\"network\",role=\"app\"}",
+            "rolerelay_refresh_duration_seconds_count{role=\"app\"}",
+            "rolerelay_credentials_expiry_timestamp_seconds{role=\"app\"}",
+            "rolerelay_last_success_timestamp_seconds{role=\"app\"}",
+            "rolerelay_consecutive_failures{role=\"app\"}",
+            "rolerelay_output_write_errors_total{output=\"process_json\",role=\"app\"}",
+            "rolerelay_endpoint_requests_total{code=\"200\",role=\"app\"}",
+            "rolerelay_config_reloads_total{result=\"error\"}",
+            "rolerelay_build_info{version=\"",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(series)),
+                "{series} missing from\n{text}"
+            );
+        }
+    }
+    assert!(
+        metric(
+            &after_success,
+            "rolerelay_refresh_total{result=\"success\",role=\"app\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        metric(
+            &after_failure,
+            "rolerelay_consecutive_failures{role=\"app\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    let expiry = metric(
+        &after_success,
+        "rolerelay_credentials_expiry_timestamp_seconds{role=\"app\"}",
+    )
+    .unwrap();
+    let now = now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        expiry > now + 3000.0 && expiry < now + 3700.0,
+        "about an hour ahead: {expiry} vs {now}"
+    );
+}
+
+#[test]
+fn no_secret_reaches_status_metrics_or_logs_and_sigterm_stops_both_servers() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let mut sidecar = Sidecar::start(&sb, &moto.url, "  max_interval: 1s\n");
+    wait_for("readiness", Duration::from_secs(20), || {
+        sidecar.get("/readyz").0 == 200
+    });
+    let token = sidecar.token();
+    let mut secrets = vec![token.clone()];
+    let mut seen = String::new();
+    // Collect the secrets of several generations while reading every page.
+    for _ in 0..3 {
+        let (_, body) = sidecar.credentials("app", Some(&token));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        secrets.push(v["SecretAccessKey"].as_str().unwrap().into());
+        secrets.push(v["Token"].as_str().unwrap().into());
+        for path in ["/status", "/metrics", "/readyz", "/healthz"] {
+            seen.push_str(&sidecar.get(path).1);
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    sidecar.running.signal("TERM");
+    assert_eq!(
+        sidecar.running.wait(Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    assert!(
+        try_http_get(&format!("{}/healthz", sidecar.status), &[]).is_err(),
+        "the status server is closed"
+    );
+    assert!(
+        try_http_get(&format!("{}/v1/credentials/app", sidecar.endpoint), &[]).is_err(),
+        "the endpoint is closed"
+    );
+    seen.push_str(&sidecar.running.logs());
+    assert!(seen.contains("assumed role") && seen.contains("rolerelay_refresh_total"));
+    assert_no_secrets(&seen, &secrets);
+}
+
+#[test]
+fn a_busy_port_or_a_public_endpoint_address_stops_the_start() {
+    let sb = Sandbox::new();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let config = sb.write(
+        "c.yaml",
+        &format!("roles:\n  - name: a\n    role_arn: {ROLE}\noutputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{port}\n", sb.path("out").display()),
+    );
+    let (status, _, stderr) = run({
+        let mut c = sb.rolerelay();
+        c.args(["run", "--config"]).arg(&config);
+        c
+    });
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("cannot listen on server.listen 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+
+    let config = sb.write("p.yaml", &format!("roles:\n  - name: a\n    role_arn: {ROLE}\ncredentials_endpoint:\n  listen: 0.0.0.0:9911\n"));
+    let (status, _, stderr) = run({
+        let mut c = sb.rolerelay();
+        c.args(["check", "--config"]).arg(&config);
+        c
+    });
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.contains("credentials_endpoint.listen: 0.0.0.0:9911 is not a loopback address"),
+        "{stderr}"
+    );
+}
