@@ -131,18 +131,29 @@ pub async fn refresh(
         s.last_error = None;
         s.published = false;
     });
-    let (outputs, state, role_name) = (
+    publish(shared, role).await
+}
+
+/// Writes `role`'s current credentials to every output, and records and counts what failed.
+pub async fn publish(shared: &Shared, role: &RoleConfig) -> Result<(), RefreshError> {
+    let now = clock::now();
+    shared.state.update(&role.name, |s| {
+        s.heartbeat_deadline = Some(now + HEARTBEAT_GRACE)
+    });
+    let (outputs, state, name) = (
         shared.outputs.clone(),
         shared.state.clone(),
         role.name.clone(),
     );
     // File writes fsync: keep them off the async threads.
-    let failures = tokio::task::spawn_blocking(move || outputs.publish(&state, &role_name, now))
+    let failures = tokio::task::spawn_blocking(move || outputs.publish(&state, &name, now))
         .await
         .expect("publishing does not panic");
     for (output, _) in &failures {
-        m.output_write_errors_total
-            .with_label_values(&[name, output])
+        shared
+            .metrics
+            .output_write_errors_total
+            .with_label_values(&[role.name.as_str(), output])
             .inc();
     }
     if failures.is_empty() {
@@ -161,37 +172,60 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut duration = initial_duration(&role);
+    let mut refresh_at = clock::now();
+    let mut write_failures = 0;
     loop {
         // Waiting for a turn to call STS has no deadline; `refresh` sets one once it calls.
         shared
             .state
             .update(&role.name, |s| s.heartbeat_deadline = None);
-        let result = tokio::select! {
-            _ = shutdown.changed() => return,
-            result = refresh(&shared, &role, &mut duration) => result,
+        let due = clock::now() >= refresh_at;
+        let result = if due {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                result = refresh(&shared, &role, &mut duration) => result,
+            }
+        } else {
+            // Only the writes failed last time: retry them without calling STS again.
+            publish(&shared, &role).await
         };
         let now = clock::now();
         let held = shared
             .state
             .get(&role.name)
             .and_then(|s| s.valid_credentials(now).cloned());
-        let next = match (&result, &held) {
-            (Ok(()), Some(c)) => {
-                schedule::next_refresh(&policy, c.issued, c.expiration, fastrand::f64() * 2.0 - 1.0)
-            }
-            _ => {
-                let failures = shared
-                    .state
-                    .get(&role.name)
-                    .map_or(1, |s| s.consecutive_failures.max(1));
-                schedule::next_retry(
+        let sts_failed = matches!(result, Err(RefreshError::Assume(_)));
+        if due {
+            refresh_at = match &held {
+                Some(c) if !sts_failed => schedule::next_refresh(
                     &policy,
-                    now,
-                    failures,
-                    fastrand::f64(),
-                    held.as_ref().map(|c| c.expiration),
-                )
-            }
+                    c.issued,
+                    c.expiration,
+                    fastrand::f64() * 2.0 - 1.0,
+                ),
+                _ => {
+                    let failures = shared
+                        .state
+                        .get(&role.name)
+                        .map_or(1, |s| s.consecutive_failures.max(1));
+                    schedule::next_retry(
+                        &policy,
+                        now,
+                        failures,
+                        fastrand::f64(),
+                        held.as_ref().map(|c| c.expiration),
+                    )
+                }
+            };
+        }
+        // Failed writes are retried on their own backoff, sooner than the next refresh.
+        write_failures = match &result {
+            Err(RefreshError::Write(_)) => write_failures + 1,
+            _ => 0,
+        };
+        let next = match write_failures {
+            0 => refresh_at,
+            n => refresh_at.min(now + schedule::backoff(&policy, n, fastrand::f64())),
         };
         shared
             .state
@@ -200,8 +234,8 @@ pub async fn run(
             log_failure(&role, e, &shared, next, now);
         }
         // Sleep until the next attempt; if the held credentials expire first, withdraw them then.
+        let mut expiry = held.as_ref().map(|c| c.expiration).filter(|e| *e < next);
         loop {
-            let expiry = held.as_ref().map(|c| c.expiration).filter(|e| *e < next);
             let wake = expiry.unwrap_or(next);
             shared.state.update(&role.name, |s| {
                 s.heartbeat_deadline = Some(wake + HEARTBEAT_GRACE)
@@ -210,26 +244,31 @@ pub async fn run(
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep_until(until(wake)) => {}
             }
-            if expiry.is_none() || clock::now() >= next {
-                break;
-            }
-            error!(role = %role.name, role_arn = %role.role_arn, "credentials expired before a refresh succeeded; their files are removed until one does");
-            let (outputs, state, name) = (
-                shared.outputs.clone(),
-                shared.state.clone(),
-                role.name.clone(),
-            );
-            let failures =
-                tokio::task::spawn_blocking(move || outputs.withdraw(&state, &name, clock::now()))
-                    .await
-                    .expect("withdrawing does not panic");
-            for (output, e) in failures {
-                warn!(role = %role.name, output, error = %e, "could not remove expired credentials");
-            }
             if clock::now() >= next {
                 break;
             }
+            if expiry.take().is_some() {
+                withdraw(&shared, &role).await;
+            }
         }
+    }
+}
+
+/// Removes `role`'s files once its credentials expired with no refresh to replace them.
+async fn withdraw(shared: &Shared, role: &RoleConfig) {
+    error!(role = %role.name, role_arn = %role.role_arn,
+        "credentials expired before a refresh succeeded; their files are removed until one does");
+    let (outputs, state, name) = (
+        shared.outputs.clone(),
+        shared.state.clone(),
+        role.name.clone(),
+    );
+    let failures =
+        tokio::task::spawn_blocking(move || outputs.withdraw(&state, &name, clock::now()))
+            .await
+            .expect("withdrawing does not panic");
+    for (output, e) in failures {
+        warn!(role = %role.name, output, error = %e, "could not remove expired credentials");
     }
 }
 

@@ -154,6 +154,24 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_is_set_before_the_file_appears() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Owner { uid: 4242, gid: 4343 };
+        match write(dir.path(), "f", b"x", 0o640, Some(owner)) {
+            Ok(()) => {
+                let meta = fs::metadata(dir.path().join("f")).unwrap();
+                assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
+            }
+            // Not root: chown is refused, and then nothing is written at all.
+            Err(e) => {
+                assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+                assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+            }
+        }
+    }
+
+    #[test]
     fn stale_temporary_files_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(format!("{TEMP_PREFIX}x.json.1.1")), b"half").unwrap();

@@ -12,6 +12,8 @@ pub enum Action {
     Forward,
     /// Answer with this status and body.
     Reply(u16, String),
+    /// Pass it to moto and rewrite the body of moto's reply with this function.
+    Rewrite(fn(&str) -> String),
 }
 
 /// Decides per request; called on the proxy's threads.
@@ -80,15 +82,33 @@ fn serve(
             client.write_all(head.as_bytes())?;
             client.write_all(text.as_bytes())?;
         }
-        Action::Forward => {
-            let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
-            upstream.write_all(&request)?;
-            let mut reply = Vec::new();
-            upstream.read_to_end(&mut reply)?;
-            client.write_all(&reply)?;
+        Action::Forward => client.write_all(&forward(&request, upstream_port)?)?,
+        Action::Rewrite(f) => {
+            let reply = String::from_utf8_lossy(&forward(&request, upstream_port)?).to_string();
+            let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+            let body = f(body);
+            let head: Vec<&str> = head
+                .lines()
+                .filter(|l| !l.to_ascii_lowercase().starts_with("content-length"))
+                .collect();
+            let reply = format!(
+                "{}\r\nContent-Length: {}\r\n\r\n{body}",
+                head.join("\r\n"),
+                body.len()
+            );
+            client.write_all(reply.as_bytes())?;
         }
     }
     client.flush()
+}
+
+/// Sends `request` to moto and returns its whole reply (moto closes the connection after it).
+fn forward(request: &[u8], upstream_port: u16) -> std::io::Result<Vec<u8>> {
+    let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
+    upstream.write_all(request)?;
+    let mut reply = Vec::new();
+    upstream.read_to_end(&mut reply)?;
+    Ok(reply)
 }
 
 /// Reads one HTTP request: the head, then `Content-Length` bytes of body.
