@@ -1,26 +1,33 @@
-//! The `run` and `once` commands: build the shared parts, start the tasks, own the shutdown order.
+//! The `run` and `once` commands: build the shared parts, start the tasks, apply reloads, and own
+//! the shutdown order.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, error, info, warn};
 
 use crate::assume::Assumer;
-use crate::config::{Config, RoleName};
+use crate::cli::ConfigArgs;
+use crate::clock;
+use crate::config::diff::{diff, running_after_reload, Diff};
+use crate::config::{Config, RoleConfig, RoleName};
 use crate::endpoint::{self, EndpointContext};
-use crate::http::{self, StatusContext};
+use crate::http;
 use crate::metrics::Metrics;
 use crate::outputs::Outputs;
-use crate::refresher::{self, RefreshError, Shared};
+use crate::refresher::{self, Live, RefreshError, Shared};
+use crate::reload;
 use crate::schedule::Policy;
 use crate::source;
-use crate::state::State;
+use crate::state::{ReloadStatus, State};
 
 /// How long tasks get to finish a write in progress after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -48,8 +55,12 @@ async fn shared(config: &Config) -> anyhow::Result<Shared> {
         info!(removed, "removed temporary files left by an earlier run");
     }
     let client = source::sts_client(config).await;
-    Ok(Shared {
+    let live = Live {
         assumer: Assumer::new(client, config.refresh.timeout.0),
+        policy: Policy::from(&config.refresh),
+    };
+    Ok(Shared {
+        live: Arc::new(RwLock::new(live)),
         outputs,
         state,
         limit: Arc::new(Semaphore::new(config.refresh.concurrency)),
@@ -64,32 +75,32 @@ async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {key} {addr}"))
 }
 
-/// `rolerelay run`: refreshes every role until `shutdown` completes, then stops the loops, lets a
-/// write in progress finish, and removes the files if `remove_on_exit` is set.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// `rolerelay run`: refreshes every role and serves HTTP until `shutdown` completes, applying
+/// changes of the configuration file (watched, or on SIGHUP) as they come; then stops the loops
+/// and servers, lets a write in progress finish, and removes the files if `remove_on_exit` is set.
+pub async fn run(
+    config: Config,
+    args: ConfigArgs,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let shared = shared(&config).await?;
     let status_listener = bind(config.server.listen, "server.listen").await?;
-    let endpoint = &config.credentials_endpoint;
+    let endpoint = config.credentials_endpoint.clone();
     let endpoint_listener = match endpoint.enabled {
         true => Some(bind(endpoint.listen, "credentials_endpoint.listen").await?),
         false => None,
     };
 
-    let (stop, stopped) = watch::channel(false);
+    let (stop_servers, servers_stopped) = watch::channel(false);
     let stop_signal = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let mut servers = JoinSet::new();
-    let status = StatusContext {
-        state: shared.state.clone(),
-        metrics: shared.metrics.clone(),
-        min_remaining: config.refresh.min_remaining.0,
-    };
     info!(listen = %config.server.listen, "serving /healthz /readyz /metrics /status");
     servers.spawn(http::serve(
         status_listener,
-        http::status_routes(status),
-        stop_signal(stopped.clone()),
+        http::status_routes(shared.clone()),
+        stop_signal(servers_stopped.clone()),
     ));
     if let Some(listener) = endpoint_listener {
         // A new token at every start: written before the endpoint answers anything.
@@ -113,41 +124,58 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         servers.spawn(http::serve(
             listener,
             endpoint::routes(ctx),
-            stop_signal(stopped.clone()),
+            stop_signal(servers_stopped),
         ));
     }
 
-    let policy = Policy::from(&config.refresh);
-    let mut tasks = JoinSet::new();
-    for role in &config.roles {
-        tasks.spawn(refresher::run(
-            shared.clone(),
-            role.clone(),
-            policy.clone(),
-            stopped.clone(),
-        ));
-    }
-    info!(roles = config.roles.len(), directory = %config.outputs.directory.display(), "rolerelay started");
+    let (trigger, mut triggered) = mpsc::channel(1);
+    let _watcher = args.config.as_deref().and_then(|path| match reload::watch(path, trigger) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot watch the configuration file; reload with SIGHUP");
+            None
+        }
+    });
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
-    tokio::select! {
-        _ = shutdown => info!("shutting down"),
-        Some(ended) = tasks.join_next() => anyhow::bail!("a refresh loop ended unexpectedly: {ended:?}"),
-        Some(ended) = servers.join_next() => anyhow::bail!("an HTTP server ended unexpectedly: {ended:?}"),
+    let mut sidecar = Sidecar {
+        config,
+        args,
+        shared,
+        loops: HashMap::new(),
+    };
+    for role in sidecar.config.roles.clone() {
+        sidecar.start(role);
     }
-    let _ = stop.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
+    info!(roles = sidecar.config.roles.len(), directory = %sidecar.config.outputs.directory.display(), "rolerelay started");
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = triggered.recv() => {
+                reload::debounce(&mut triggered).await;
+                sidecar.reload(false).await;
+            }
+            Some(()) = hangup.recv() => sidecar.reload(true).await,
+            Some(ended) = servers.join_next() => anyhow::bail!("an HTTP server ended unexpectedly: {ended:?}"),
+        }
+    }
+    info!("shutting down");
+    let _ = stop_servers.send(true);
+    let stopped = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        sidecar.stop_all().await;
         while servers.join_next().await.is_some() {}
     })
     .await;
-    if drained.is_err() {
+    if stopped.is_err() {
         warn!(
             "the refresh loops and servers did not stop within {}s",
             SHUTDOWN_GRACE.as_secs()
         );
     }
-    if config.outputs.remove_on_exit {
-        let outputs = shared.outputs.clone();
+    if sidecar.config.outputs.remove_on_exit {
+        let outputs = sidecar.shared.outputs.clone();
         let token_file = endpoint.enabled.then(|| endpoint.token_file.clone());
         tokio::task::spawn_blocking(move || outputs.remove_all(token_file.as_slice()))
             .await?
@@ -155,6 +183,156 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         info!("removed the output files");
     }
     Ok(())
+}
+
+/// The running roles and the configuration they came from.
+struct Sidecar {
+    config: Config,
+    args: ConfigArgs,
+    shared: Shared,
+    loops: HashMap<RoleName, Loop>,
+}
+
+/// One role's refresh loop and the switch that stops it.
+struct Loop {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Sidecar {
+    fn start(&mut self, role: RoleConfig) {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(refresher::run(self.shared.clone(), role.clone(), stopped));
+        self.loops.insert(role.name, Loop { stop, task });
+    }
+
+    /// Stops one loop, letting a write in progress finish.
+    async fn stop(&mut self, name: &RoleName) {
+        if let Some(l) = self.loops.remove(name) {
+            let _ = l.stop.send(true);
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, l.task).await;
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for l in self.loops.values() {
+            let _ = l.stop.send(true);
+        }
+        for (_, l) in self.loops.drain() {
+            let _ = l.task.await;
+        }
+    }
+
+    /// Loads the configuration again and applies what changed. An invalid file changes nothing.
+    /// `explicit` (SIGHUP) reloads even when nothing changed, so the request is seen.
+    async fn reload(&mut self, explicit: bool) {
+        let metrics = self.shared.metrics.clone();
+        let new = match Config::load(&self.args) {
+            Ok(new) => new,
+            Err(e) => {
+                metrics
+                    .config_reloads_total
+                    .with_label_values(&["error"])
+                    .inc();
+                error!(error = %e, "configuration reload refused; the running configuration stays");
+                let status = ReloadStatus {
+                    time: clock::now(),
+                    error: Some(e.to_string()),
+                    restart_needed: vec![],
+                };
+                self.shared.state.set_reload(status);
+                return;
+            }
+        };
+        let d = diff(&self.config, &new);
+        if d.is_empty() && d.restart_needed.is_empty() && !explicit {
+            debug!("the configuration file changed nothing");
+            return;
+        }
+        info!(
+            added = d.added.len(),
+            removed = d.removed.len(),
+            changed = d.changed.len(),
+            kept = d.kept.len(),
+            "applying the reloaded configuration"
+        );
+        if !d.restart_needed.is_empty() {
+            warn!(keys = ?d.restart_needed, "these settings changed but apply only after a restart");
+        }
+        let restart_needed = d.restart_needed.clone();
+        self.apply(new, d).await;
+        metrics
+            .config_reloads_total
+            .with_label_values(&["success"])
+            .inc();
+        self.shared.state.set_reload(ReloadStatus {
+            time: clock::now(),
+            error: None,
+            restart_needed,
+        });
+    }
+
+    async fn apply(&mut self, new: Config, d: Diff) {
+        let running = running_after_reload(&self.config, new);
+        let shared = self.shared.clone();
+        if d.sts || d.refresh {
+            let assumer = match d.sts {
+                true => Assumer::new(
+                    source::sts_client(&running).await,
+                    running.refresh.timeout.0,
+                ),
+                false => shared
+                    .live()
+                    .assumer
+                    .with_timeout(running.refresh.timeout.0),
+            };
+            shared.set_live(Live {
+                assumer,
+                policy: Policy::from(&running.refresh),
+            });
+        }
+        for name in d.removed.iter().chain(d.changed.iter().map(|r| &r.name)) {
+            self.stop(name).await;
+            shared.state.remove_role(name);
+        }
+        for name in &d.removed {
+            shared.metrics.remove_role(name.as_str());
+        }
+        // Files: drop the removed and changed roles' files (a changed role's credentials may be
+        // for another role now), rewrite `config` and `credentials`, apply new output settings.
+        let (s, config) = (shared.clone(), running.clone());
+        let changed: Vec<RoleName> = d.changed.iter().map(|r| r.name.clone()).collect();
+        let rewrite = d.outputs || d.sts;
+        let failures = tokio::task::spawn_blocking(move || {
+            let now = clock::now();
+            let mut failures = Vec::new();
+            for name in &changed {
+                failures.extend(s.outputs.withdraw(&s.state, name, now));
+            }
+            failures.extend(s.outputs.set_roles(&config.roles, &s.state, now));
+            if rewrite {
+                failures.extend(s.outputs.reconfigure(
+                    &config.outputs,
+                    &config.sts.region,
+                    &s.state,
+                    now,
+                ));
+            }
+            failures
+        })
+        .await
+        .expect("rewriting the outputs does not panic");
+        for (output, e) in failures {
+            warn!(output, error = %e, "could not update an output after the reload");
+        }
+        let enabled = shared.outputs.enabled();
+        for role in d.added.iter().chain(&d.changed) {
+            shared.state.add_role(role);
+            shared.metrics.add_role(role.name.as_str(), &enabled);
+            self.start(role.clone());
+        }
+        self.config = running;
+    }
 }
 
 /// `rolerelay once`: assumes every role once (concurrently, within `refresh.concurrency`) and

@@ -232,6 +232,14 @@ impl Assumer {
         Assumer { client, timeout }
     }
 
+    /// The same client with another time limit per call.
+    pub fn with_timeout(&self, timeout: Duration) -> Assumer {
+        Assumer {
+            client: self.client.clone(),
+            timeout,
+        }
+    }
+
     /// The time limit of one STS call.
     pub fn timeout(&self) -> Duration {
         self.timeout

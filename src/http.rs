@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -15,19 +14,8 @@ use warp::Filter;
 
 use crate::clock;
 use crate::credentials::rfc3339;
-use crate::metrics::Metrics;
-use crate::state::{RoleState, State};
-
-/// What the status server reads.
-#[derive(Clone, Debug)]
-pub struct StatusContext {
-    /// Every role's state.
-    pub state: State,
-    /// The metrics to expose.
-    pub metrics: Arc<Metrics>,
-    /// `refresh.min_remaining`, for readiness.
-    pub min_remaining: Duration,
-}
+use crate::refresher::Shared;
+use crate::state::RoleState;
 
 /// A response with a status code, a content type and a body.
 pub fn respond(code: StatusCode, content_type: &str, body: String) -> Response {
@@ -52,30 +40,29 @@ pub fn json(code: StatusCode, value: &impl Serialize) -> Response {
 
 /// The routes of `server.listen`; anything else is 404.
 pub fn status_routes(
-    ctx: StatusContext,
+    ctx: Shared,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let ctx = warp::any().map(move || ctx.clone());
     let healthz = warp::path!("healthz")
         .and(ctx.clone())
-        .map(|c: StatusContext| healthz(&c.state.snapshot(), clock::now()));
-    let readyz = warp::path!("readyz")
-        .and(ctx.clone())
-        .map(|c: StatusContext| readyz(&c.state.snapshot(), clock::now(), c.min_remaining));
-    let metrics = warp::path!("metrics")
-        .and(ctx.clone())
-        .map(|c: StatusContext| {
-            respond(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                c.metrics.render(),
-            )
-        });
-    let status = warp::path!("status").and(ctx).map(|c: StatusContext| {
-        json(
-            StatusCode::OK,
-            &status(&c.state.snapshot(), clock::now(), c.min_remaining),
+        .map(|c: Shared| healthz(&c.state.snapshot(), clock::now()));
+    let readyz = warp::path!("readyz").and(ctx.clone()).map(|c: Shared| {
+        readyz(
+            &c.state.snapshot(),
+            clock::now(),
+            c.live().policy.min_remaining,
         )
     });
+    let metrics = warp::path!("metrics").and(ctx.clone()).map(|c: Shared| {
+        respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            c.metrics.render(),
+        )
+    });
+    let status = warp::path!("status")
+        .and(ctx)
+        .map(|c: Shared| json(StatusCode::OK, &status(&c, clock::now())));
     warp::get()
         .and(
             healthz
@@ -178,12 +165,11 @@ struct ErrorStatus {
 }
 
 /// The `/status` document.
-pub fn status(
-    roles: &BTreeMap<crate::config::RoleName, RoleState>,
-    now: SystemTime,
-    min_remaining: Duration,
-) -> serde_json::Value {
-    let roles: Vec<RoleStatus> = roles
+pub fn status(shared: &Shared, now: SystemTime) -> serde_json::Value {
+    let min_remaining = shared.live().policy.min_remaining;
+    let roles: Vec<RoleStatus> = shared
+        .state
+        .snapshot()
         .iter()
         .map(|(name, s)| {
             let readiness = s.readiness(now, min_remaining);
@@ -206,7 +192,20 @@ pub fn status(
             }
         })
         .collect();
-    serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "time": rfc3339(now), "roles": roles })
+    let last_reload = shared.state.reload().map(|r| {
+        serde_json::json!({
+            "time": rfc3339(r.time),
+            "result": if r.error.is_some() { "error" } else { "success" },
+            "error": r.error,
+            "restart_needed": r.restart_needed,
+        })
+    });
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "time": rfc3339(now),
+        "roles": roles,
+        "last_reload": last_reload,
+    })
 }
 
 /// Serves `routes` on `listener` until `shutdown` completes; then stops accepting and lets the

@@ -18,6 +18,7 @@
 //! - [`http`] — `/healthz`, `/readyz`, `/metrics`, `/status`.
 //! - [`endpoint`] — the container-credentials endpoint and its token.
 //! - [`healthcheck`] — the `healthcheck` command's tiny HTTP client.
+//! - [`reload`] — watching the configuration file (ConfigMap symlink swaps included).
 //! - [`app`] — the `run` and `once` commands: start the tasks, own the shutdown order.
 //! - [`logging`] — JSON or text logs.
 //! - [`clock`] — the one place that reads the wall clock.
@@ -35,6 +36,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outputs;
 pub mod refresher;
+pub mod reload;
 pub mod schedule;
 pub mod source;
 pub mod state;

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => with_config(&args, |config| {
             runtime()
-                .block_on(app::run(config, shutdown_signal()))
+                .block_on(app::run(config, args.clone(), shutdown_signal()))
                 .map_or_else(fail, |()| ExitCode::SUCCESS)
         }),
         Command::Once(args) => with_config(&args, |config| {

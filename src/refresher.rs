@@ -4,7 +4,7 @@
 //! Each role has its own task and schedule, so a failing or slow role never delays another; the
 //! only thing they share is the semaphore that bounds STS calls in flight.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Semaphore};
@@ -19,11 +19,20 @@ use crate::outputs::{Outputs, WriteFailure};
 use crate::schedule::{self, Policy};
 use crate::state::State;
 
-/// What every refresher shares.
+/// The settings a reload can change while the loops run.
 #[derive(Clone, Debug)]
-pub struct Shared {
+pub struct Live {
     /// Calls STS.
     pub assumer: Assumer,
+    /// When to refresh and retry.
+    pub policy: Policy,
+}
+
+/// What every refresher, and the HTTP side, share.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// Replaced whole by a reload; read (and cloned) at each step, never held across an `.await`.
+    pub live: Arc<RwLock<Live>>,
     /// Writes the files.
     pub outputs: Arc<Outputs>,
     /// Where results are recorded.
@@ -32,6 +41,21 @@ pub struct Shared {
     pub limit: Arc<Semaphore>,
     /// Counts every attempt and write.
     pub metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    /// The current live settings.
+    pub fn live(&self) -> Live {
+        self.live
+            .read()
+            .expect("live settings lock poisoned")
+            .clone()
+    }
+
+    /// Replaces the live settings (a reload).
+    pub fn set_live(&self, live: Live) {
+        *self.live.write().expect("live settings lock poisoned") = live;
+    }
 }
 
 /// How late a loop may be (a timer firing, a write finishing) before `/healthz` calls it wedged.
@@ -73,12 +97,13 @@ pub async fn refresh(
         .await
         .expect("the semaphore is never closed");
     // Each hop, and a repeat with a capped duration, may take up to the timeout.
-    let budget = shared.assumer.timeout() * (role.chain.len() as u32 + 2) + HEARTBEAT_GRACE;
+    let assumer = shared.live().assumer;
+    let budget = assumer.timeout() * (role.chain.len() as u32 + 2) + HEARTBEAT_GRACE;
     shared.state.update(&role.name, |s| {
         s.heartbeat_deadline = Some(clock::now() + budget)
     });
     let started = std::time::Instant::now();
-    let result = shared.assumer.assume(role, duration, clock::now).await;
+    let result = assumer.assume(role, duration, clock::now).await;
     drop(permit);
     let took = started.elapsed();
     let m = &shared.metrics;
@@ -165,12 +190,7 @@ pub async fn publish(shared: &Shared, role: &RoleConfig) -> Result<(), RefreshEr
 }
 
 /// Refreshes `role` on its schedule until `shutdown` turns true.
-pub async fn run(
-    shared: Shared,
-    role: RoleConfig,
-    policy: Policy,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(shared: Shared, role: RoleConfig, mut shutdown: watch::Receiver<bool>) {
     let mut duration = initial_duration(&role);
     let mut refresh_at = clock::now();
     let mut write_failures = 0;
@@ -190,6 +210,7 @@ pub async fn run(
             publish(&shared, &role).await
         };
         let now = clock::now();
+        let policy = shared.live().policy;
         let held = shared
             .state
             .get(&role.name)

@@ -84,6 +84,17 @@ impl RoleState {
     }
 }
 
+/// The outcome of the last configuration reload, for `/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// When it happened.
+    pub time: SystemTime,
+    /// Why the new file was refused (the running configuration stayed), if it was.
+    pub error: Option<String>,
+    /// Changed keys that need a restart to take effect.
+    pub restart_needed: Vec<&'static str>,
+}
+
 /// Shared, cloneable state of all roles.
 ///
 /// One `std::sync::RwLock` over a small map: every access copies in or out and never holds the
@@ -91,6 +102,7 @@ impl RoleState {
 #[derive(Clone, Debug, Default)]
 pub struct State {
     roles: Arc<RwLock<BTreeMap<RoleName, RoleState>>>,
+    reload: Arc<RwLock<Option<ReloadStatus>>>,
 }
 
 impl State {
@@ -141,6 +153,16 @@ impl State {
     /// A copy of every role's state, by name.
     pub fn snapshot(&self) -> BTreeMap<RoleName, RoleState> {
         self.roles.read().expect("state lock poisoned").clone()
+    }
+
+    /// Records the outcome of a reload.
+    pub fn set_reload(&self, status: ReloadStatus) {
+        *self.reload.write().expect("state lock poisoned") = Some(status);
+    }
+
+    /// The outcome of the last reload, if any.
+    pub fn reload(&self) -> Option<ReloadStatus> {
+        self.reload.read().expect("state lock poisoned").clone()
     }
 
     /// Every role's credentials that are valid at `now`, by name.

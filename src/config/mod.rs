@@ -3,6 +3,7 @@
 //!
 //! Every error names the key (and the file line, or the flag it came from) and what to change.
 
+pub mod diff;
 mod file;
 pub mod values;
 

@@ -157,7 +157,10 @@ mod tests {
     fn the_owner_is_set_before_the_file_appears() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let owner = Owner { uid: 4242, gid: 4343 };
+        let owner = Owner {
+            uid: 4242,
+            gid: 4343,
+        };
         match write(dir.path(), "f", b"x", 0o640, Some(owner)) {
             Ok(()) => {
                 let meta = fs::metadata(dir.path().join("f")).unwrap();

@@ -33,24 +33,180 @@ pub type WriteFailure = (&'static str, String);
 /// Writes the outputs of every role.
 #[derive(Debug)]
 pub struct Outputs {
+    /// The settings and the roles; the lock also serializes every write.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     config: OutputsConfig,
+    /// Goes into the config INI.
     region: String,
-    /// The configured roles, in order; the lock also serializes every write.
-    roles: Mutex<Vec<RoleName>>,
+    /// The configured roles, in order.
+    roles: Vec<RoleName>,
 }
 
 impl Outputs {
     /// Outputs for `roles` as `config` describes them; `region` goes into the config INI.
     pub fn new(config: &OutputsConfig, region: &str, roles: &[RoleConfig]) -> Outputs {
-        Outputs {
+        let inner = Inner {
             config: config.clone(),
             region: region.to_string(),
-            roles: Mutex::new(roles.iter().map(|r| r.name.clone()).collect()),
+            roles: roles.iter().map(|r| r.name.clone()).collect(),
+        };
+        Outputs {
+            inner: Mutex::new(inner),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("outputs lock poisoned")
     }
 
     /// The output names written for every role, for readiness and metrics.
     pub fn enabled(&self) -> Vec<&'static str> {
+        self.lock().enabled()
+    }
+
+    /// Creates the directory if missing, removes temporary files a crash left, and writes `config`.
+    pub fn prepare(&self, state: &State) -> io::Result<usize> {
+        let inner = self.lock();
+        let dir = &inner.config.directory;
+        if !dir.is_dir() {
+            DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+            if let Some(o) = inner.config.owner {
+                std::os::unix::fs::chown(dir, Some(o.uid), Some(o.gid))?;
+            }
+        }
+        let removed = atomic::remove_stale_temp_files(dir)?;
+        match inner.write_config(state) {
+            Some(failure) => Err(io::Error::other(failure.1)),
+            None => Ok(removed),
+        }
+    }
+
+    /// Writes `role`'s files from its credentials in `state` and rewrites `credentials`.
+    ///
+    /// Nothing is written for credentials that are expired at `now`. Each failure is also kept
+    /// in the role's state until a later write of that output succeeds.
+    pub fn publish(&self, state: &State, role: &RoleName, now: SystemTime) -> Vec<WriteFailure> {
+        self.lock().publish(state, role, now)
+    }
+
+    /// Removes `role`'s own files and its `credentials` section (its credentials expired).
+    pub fn withdraw(&self, state: &State, role: &RoleName, now: SystemTime) -> Vec<WriteFailure> {
+        let inner = self.lock();
+        let mut failures = inner.remove_role_files(role);
+        failures.extend(inner.write_credentials(state, now));
+        failures
+    }
+
+    /// Sets the configured roles (after a reload) and rewrites `config`; the files of roles no
+    /// longer configured are removed and `credentials` is rewritten without them.
+    pub fn set_roles(
+        &self,
+        roles: &[RoleConfig],
+        state: &State,
+        now: SystemTime,
+    ) -> Vec<WriteFailure> {
+        let mut inner = self.lock();
+        let names: Vec<RoleName> = roles.iter().map(|r| r.name.clone()).collect();
+        let gone: Vec<RoleName> = inner
+            .roles
+            .iter()
+            .filter(|r| !names.contains(r))
+            .cloned()
+            .collect();
+        inner.roles = names;
+        let mut failures: Vec<WriteFailure> = gone
+            .iter()
+            .flat_map(|r| inner.remove_role_files(r))
+            .collect();
+        failures.extend(inner.write_config(state));
+        failures.extend(inner.write_credentials(state, now));
+        failures
+    }
+
+    /// Applies new settings (after a reload; the directory stays): removes the files of outputs
+    /// that were turned off or renamed, then rewrites every file with the new settings.
+    pub fn reconfigure(
+        &self,
+        config: &OutputsConfig,
+        region: &str,
+        state: &State,
+        now: SystemTime,
+    ) -> Vec<WriteFailure> {
+        let mut inner = self.lock();
+        let mut failures = Vec::new();
+        let old = std::mem::replace(&mut inner.config, config.clone());
+        inner.config.directory = old.directory.clone();
+        inner.region = region.to_string();
+        let dir = &inner.config.directory;
+        for (output, before, after) in [
+            (
+                CREDENTIALS,
+                &old.credentials_file,
+                &inner.config.credentials_file,
+            ),
+            (CONFIG, &old.config_file, &inner.config.config_file),
+        ] {
+            if let Some(name) = before.as_ref().filter(|b| Some(*b) != after.as_ref()) {
+                if let Err(e) = atomic::remove(dir, name) {
+                    failures.push((output, e.to_string()));
+                }
+            }
+        }
+        for role in &inner.roles {
+            for (output, was, is, ext) in [
+                (
+                    PROCESS_JSON,
+                    old.process_json,
+                    inner.config.process_json,
+                    "json",
+                ),
+                (ENV_FILE, old.env_file, inner.config.env_file, "env"),
+            ] {
+                if was && !is {
+                    if let Err(e) = atomic::remove(dir, &format!("{role}.{ext}")) {
+                        failures.push((output, e.to_string()));
+                    }
+                }
+            }
+        }
+        failures.extend(inner.write_config(state));
+        for role in inner.roles.clone() {
+            failures.extend(inner.publish(state, &role, now));
+        }
+        failures
+    }
+
+    /// Removes every file rolerelay writes (for `remove_on_exit`).
+    pub fn remove_all(&self, extra: &[String]) -> io::Result<()> {
+        let inner = self.lock();
+        let c = &inner.config;
+        let fixed = [c.credentials_file.as_deref(), c.config_file.as_deref()];
+        for name in fixed
+            .into_iter()
+            .flatten()
+            .chain(extra.iter().map(String::as_str))
+        {
+            atomic::remove(&c.directory, name)?;
+        }
+        for role in &inner.roles {
+            atomic::remove(&c.directory, &format!("{role}.json"))?;
+            atomic::remove(&c.directory, &format!("{role}.env"))?;
+        }
+        Ok(())
+    }
+
+    /// Writes a file of the output directory with the configured mode and owner.
+    pub fn write(&self, name: &str, body: &str) -> Result<(), String> {
+        self.lock().write(name, body)
+    }
+}
+
+impl Inner {
+    fn enabled(&self) -> Vec<&'static str> {
         let c = &self.config;
         [
             (c.credentials_file.is_some(), CREDENTIALS),
@@ -63,35 +219,13 @@ impl Outputs {
         .collect()
     }
 
-    /// Creates the directory if missing, removes temporary files a crash left, and writes `config`.
-    pub fn prepare(&self, state: &State) -> io::Result<usize> {
-        let dir = &self.config.directory;
-        if !dir.is_dir() {
-            DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
-            if let Some(o) = self.config.owner {
-                std::os::unix::fs::chown(dir, Some(o.uid), Some(o.gid))?;
-            }
-        }
-        let removed = atomic::remove_stale_temp_files(dir)?;
-        let roles = self.roles.lock().expect("outputs lock poisoned");
-        if let Some(failure) = self.write_config(&roles) {
-            for role in roles.iter() {
-                record(state, role, CONFIG, Some(&failure.1));
-            }
-            return Err(io::Error::other(failure.1));
-        }
-        for role in roles.iter() {
-            record(state, role, CONFIG, None);
-        }
-        Ok(removed)
+    fn write(&self, name: &str, body: &str) -> Result<(), String> {
+        let c = &self.config;
+        atomic::write(&c.directory, name, body.as_bytes(), c.file_mode.0, c.owner)
+            .map_err(|e| format!("cannot write {}: {e}", c.directory.join(name).display()))
     }
 
-    /// Writes `role`'s files from its credentials in `state` and rewrites `credentials`.
-    ///
-    /// Nothing is written for credentials that are expired at `now`. Each failure is also kept
-    /// in the role's state until a later write of that output succeeds.
-    pub fn publish(&self, state: &State, role: &RoleName, now: SystemTime) -> Vec<WriteFailure> {
-        let _roles = self.roles.lock().expect("outputs lock poisoned");
+    fn publish(&self, state: &State, role: &RoleName, now: SystemTime) -> Vec<WriteFailure> {
         let Some(creds) = state
             .get(role)
             .and_then(|s| s.valid_credentials(now).cloned())
@@ -120,79 +254,46 @@ impl Outputs {
         failures
     }
 
-    /// Removes `role`'s own files and its `credentials` section (its credentials expired or the
-    /// role was removed).
-    pub fn withdraw(&self, state: &State, role: &RoleName, now: SystemTime) -> Vec<WriteFailure> {
-        let _roles = self.roles.lock().expect("outputs lock poisoned");
-        let mut failures = Vec::new();
-        for (output, name) in [
+    fn remove_role_files(&self, role: &RoleName) -> Vec<WriteFailure> {
+        [
             (PROCESS_JSON, format!("{role}.json")),
             (ENV_FILE, format!("{role}.env")),
-        ] {
-            if let Err(e) = atomic::remove(&self.config.directory, &name) {
-                failures.push((output, e.to_string()));
-            }
-        }
-        failures.extend(self.write_credentials(state, now));
-        failures
-    }
-
-    /// Removes every file rolerelay writes (for `remove_on_exit`).
-    pub fn remove_all(&self, extra: &[String]) -> io::Result<()> {
-        let roles = self.roles.lock().expect("outputs lock poisoned");
-        let dir = &self.config.directory;
-        let fixed = [
-            self.config.credentials_file.as_deref(),
-            self.config.config_file.as_deref(),
-        ];
-        for name in fixed
-            .into_iter()
-            .flatten()
-            .chain(extra.iter().map(String::as_str))
-        {
-            atomic::remove(dir, name)?;
-        }
-        for role in roles.iter() {
-            atomic::remove(dir, &format!("{role}.json"))?;
-            atomic::remove(dir, &format!("{role}.env"))?;
-        }
-        Ok(())
-    }
-
-    /// Writes a file of the output directory with the configured mode and owner.
-    pub fn write(&self, name: &str, body: &str) -> Result<(), String> {
-        atomic::write(
-            &self.config.directory,
-            name,
-            body.as_bytes(),
-            self.config.file_mode.0,
-            self.config.owner,
-        )
-        .map_err(|e| {
-            format!(
-                "cannot write {}: {e}",
-                self.config.directory.join(name).display()
-            )
+        ]
+        .into_iter()
+        .filter_map(|(output, name)| {
+            atomic::remove(&self.config.directory, &name)
+                .err()
+                .map(|e| (output, e.to_string()))
         })
+        .collect()
     }
 
-    fn write_config(&self, roles: &[RoleName]) -> Option<WriteFailure> {
+    /// Rewrites `config` for the configured roles, recording the result for each.
+    fn write_config(&self, state: &State) -> Option<WriteFailure> {
         let name = self.config.config_file.as_ref()?;
         let c = &self.config;
         let body = ini::render_config(
-            roles,
+            &self.roles,
             &c.process_command,
             c.app_dir(),
             &self.region,
             c.default_role.as_ref(),
         );
-        self.write(name, &body).err().map(|e| (CONFIG, e))
+        let result = self.write(name, &body);
+        for role in &self.roles {
+            record(state, role, CONFIG, result.as_ref().err());
+        }
+        result.err().map(|e| (CONFIG, e))
     }
 
-    /// Rewrites `credentials` from every role's valid credentials; the caller holds the lock.
+    /// Rewrites `credentials` from every role's valid credentials.
     fn write_credentials(&self, state: &State, now: SystemTime) -> Option<WriteFailure> {
         let name = self.config.credentials_file.as_ref()?;
-        let creds = state.valid_credentials(now);
+        let creds: std::collections::BTreeMap<_, _> = state
+            .valid_credentials(now)
+            .into_iter()
+            .filter(|(name, _)| self.roles.contains(name))
+            .collect();
         let result = self.write(
             name,
             &ini::render_credentials(&creds, self.config.default_role.as_ref()),

@@ -1,0 +1,240 @@
+//! What a reloaded configuration changes: which roles are added, removed, changed or kept, which
+//! other settings apply live, and which need a restart.
+
+use super::{Config, RoleConfig, RoleName};
+
+/// The difference between the running configuration and a reloaded one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Diff {
+    /// Roles only in the new configuration: assume them at once.
+    pub added: Vec<RoleConfig>,
+    /// Roles only in the old one: stop them and remove their files.
+    pub removed: Vec<RoleName>,
+    /// Roles in both whose settings differ (or whose STS settings changed): re-assume at once.
+    pub changed: Vec<RoleConfig>,
+    /// Roles untouched: their credentials and schedule stay as they are.
+    pub kept: Vec<RoleName>,
+    /// The STS client must be rebuilt (`sts` or `source` changed).
+    pub sts: bool,
+    /// The schedule or the call timeout changed (applies from each role's next scheduling).
+    pub refresh: bool,
+    /// The outputs changed (files are rewritten).
+    pub outputs: bool,
+    /// Keys that changed but only take effect after a restart.
+    pub restart_needed: Vec<&'static str>,
+}
+
+impl Diff {
+    /// True when the reload changes nothing that is applied live.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && !self.sts
+            && !self.refresh
+            && !self.outputs
+    }
+}
+
+/// Compares `old` (running) with `new` (reloaded).
+pub fn diff(old: &Config, new: &Config) -> Diff {
+    let mut d = Diff {
+        sts: old.sts != new.sts || old.source != new.source,
+        ..Diff::default()
+    };
+    let (o, n) = (&old.refresh, &new.refresh);
+    d.refresh = o.lifetime_fraction != n.lifetime_fraction
+        || o.min_remaining != n.min_remaining
+        || o.max_interval != n.max_interval
+        || o.jitter != n.jitter
+        || o.backoff_initial != n.backoff_initial
+        || o.backoff_max != n.backoff_max
+        || o.timeout != n.timeout;
+    let mut live_outputs = new.outputs.clone();
+    live_outputs.directory = old.outputs.directory.clone();
+    d.outputs = live_outputs != old.outputs;
+
+    let restart = [
+        ("server.listen", old.server.listen != new.server.listen),
+        (
+            "credentials_endpoint",
+            old.credentials_endpoint != new.credentials_endpoint,
+        ),
+        (
+            "outputs.directory",
+            old.outputs.directory != new.outputs.directory,
+        ),
+        ("refresh.concurrency", o.concurrency != n.concurrency),
+        ("logging", old.logging != new.logging),
+    ];
+    d.restart_needed = restart
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| *key)
+        .collect();
+
+    for role in &new.roles {
+        match old.roles.iter().find(|r| r.name == role.name) {
+            None => d.added.push(role.clone()),
+            Some(before) if before != role || d.sts => d.changed.push(role.clone()),
+            Some(_) => d.kept.push(role.name.clone()),
+        }
+    }
+    d.removed = old
+        .roles
+        .iter()
+        .filter(|r| !new.roles.iter().any(|n| n.name == r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    d
+}
+
+/// The configuration to run after a reload: `new`, except the settings that need a restart,
+/// which keep their running values.
+pub fn running_after_reload(old: &Config, new: Config) -> Config {
+    let mut running = new;
+    running.server = old.server.clone();
+    running.credentials_endpoint = old.credentials_endpoint.clone();
+    running.outputs.directory = old.outputs.directory.clone();
+    running.refresh.concurrency = old.refresh.concurrency;
+    running.logging = old.logging.clone();
+    running
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::cli::ConfigArgs;
+    use crate::config::TemplateVars;
+
+    fn config(text: &str) -> Config {
+        let vars = TemplateVars {
+            hostname: "h".into(),
+            pod: "p".into(),
+        };
+        Config::from_parts(
+            &ConfigArgs::default(),
+            Some((Path::new("c.yaml"), text)),
+            &|_| None,
+            &vars,
+        )
+        .unwrap()
+    }
+
+    fn role(name: &str, account: &str, extra: &str) -> String {
+        format!("  - name: {name}\n    role_arn: arn:aws:iam::{account}:role/R\n{extra}")
+    }
+
+    fn names(roles: &[RoleConfig]) -> Vec<&str> {
+        roles.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn roles_are_added_removed_changed_or_kept() {
+        let old = config(&format!(
+            "roles:\n{}{}{}",
+            role("kept", "111111111111", ""),
+            role("gone", "111111111111", ""),
+            role("edited", "111111111111", "")
+        ));
+        let new = config(&format!(
+            "roles:\n{}{}{}",
+            role("kept", "111111111111", ""),
+            role("edited", "111111111111", "    external_id: new-id\n"),
+            role("fresh", "222222222222", "")
+        ));
+        let d = diff(&old, &new);
+        assert_eq!(names(&d.added), ["fresh"]);
+        assert_eq!(
+            d.removed.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            ["gone"]
+        );
+        assert_eq!(names(&d.changed), ["edited"]);
+        assert_eq!(
+            d.kept.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            ["kept"]
+        );
+        assert!(!d.sts && !d.refresh && !d.outputs && d.restart_needed.is_empty());
+        assert!(!d.is_empty());
+    }
+
+    #[test]
+    fn every_role_setting_counts_as_a_change() {
+        let base = role("a", "111111111111", "");
+        for extra in [
+            "    duration: 2h\n",
+            "    session_name: other\n",
+            "    chain: [arn:aws:iam::222222222222:role/Hop]\n",
+            "    tags: {k: v}\n",
+            "    policy_arns: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n",
+            "    source_identity: someone\n",
+        ] {
+            let d = diff(
+                &config(&format!("roles:\n{base}")),
+                &config(&format!("roles:\n{base}{extra}")),
+            );
+            assert_eq!(names(&d.changed), ["a"], "{extra}");
+        }
+        let moved = diff(
+            &config(&format!("roles:\n{base}")),
+            &config(&format!("roles:\n{}", role("a", "333333333333", ""))),
+        );
+        assert_eq!(names(&moved.changed), ["a"]);
+    }
+
+    #[test]
+    fn the_same_configuration_changes_nothing() {
+        let text = format!(
+            "refresh:\n  jitter: 0.2\nroles:\n{}",
+            role("a", "111111111111", "")
+        );
+        let d = diff(&config(&text), &config(&text));
+        assert!(d.is_empty() && d.restart_needed.is_empty());
+        assert_eq!(d.kept.len(), 1);
+    }
+
+    #[test]
+    fn sts_changes_re_assume_every_role() {
+        let roles = format!(
+            "roles:\n{}{}",
+            role("a", "111111111111", ""),
+            role("b", "111111111111", "")
+        );
+        let d = diff(
+            &config(&roles),
+            &config(&format!("sts:\n  region: eu-west-1\n{roles}")),
+        );
+        assert!(d.sts);
+        assert_eq!(names(&d.changed), ["a", "b"]);
+        assert!(d.kept.is_empty());
+    }
+
+    #[test]
+    fn listen_addresses_and_the_directory_need_a_restart_and_the_rest_still_applies() {
+        let roles = format!("roles:\n{}", role("a", "111111111111", ""));
+        let old = config(&roles);
+        let new = config(&format!(
+            "server:\n  listen: 127.0.0.1:9999\noutputs:\n  directory: /elsewhere\n  file_mode: \"0600\"\nrefresh:\n  jitter: 0.3\n  concurrency: 2\n{roles}"
+        ));
+        let d = diff(&old, &new);
+        assert_eq!(
+            d.restart_needed,
+            ["server.listen", "outputs.directory", "refresh.concurrency"]
+        );
+        assert!(d.outputs && d.refresh);
+        let running = running_after_reload(&old, new);
+        assert_eq!(running.server, old.server);
+        assert_eq!(running.outputs.directory, old.outputs.directory);
+        assert_eq!(running.outputs.file_mode.0, 0o600);
+        assert_eq!(running.refresh.jitter, 0.3);
+        assert_eq!(running.refresh.concurrency, old.refresh.concurrency);
+        // Once running, the same file reports the same restart-needed keys and nothing else.
+        let again = diff(&running, &config(&format!(
+            "server:\n  listen: 127.0.0.1:9999\noutputs:\n  directory: /elsewhere\n  file_mode: \"0600\"\nrefresh:\n  jitter: 0.3\n  concurrency: 2\n{roles}"
+        )));
+        assert!(again.is_empty());
+        assert_eq!(again.restart_needed.len(), 3);
+    }
+}

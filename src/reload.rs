@@ -1,0 +1,54 @@
+//! Live reconfiguration: watch the configuration file, and apply a valid change to the running
+//! roles without a restart.
+//!
+//! A Kubernetes ConfigMap volume never writes the file: the kubelet writes a new timestamped
+//! directory and swaps the `..data` symlink, so a watch on the file alone would see only a
+//! delete. The watch is therefore on the file's directory, and any event naming the file or
+//! `..data` triggers a reload, which reads through the symlinks. Editors that replace the file by
+//! rename are covered the same way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// Events closer together than this are one change (the kubelet and editors write in bursts).
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Watches the directory of `path` and sends on `tx` whenever the file (or a ConfigMap's
+/// `..data` link) may have changed. The watch lasts as long as the returned watcher.
+pub fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<RecommendedWatcher> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        let relevant = event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| n == name.as_os_str() || n == "..data")
+        });
+        if relevant {
+            // A full channel already holds a pending reload: nothing is lost by dropping this.
+            let _ = tx.try_send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+/// Waits out a burst: returns once no trigger arrived for [`DEBOUNCE`].
+pub async fn debounce(rx: &mut mpsc::Receiver<()>) {
+    while tokio::time::timeout(DEBOUNCE, rx.recv())
+        .await
+        .is_ok_and(|got| got.is_some())
+    {}
+}
