@@ -54,6 +54,15 @@ pub fn status_routes(
         )
     });
     let metrics = warp::path!("metrics").and(ctx.clone()).map(|c: Shared| {
+        // Readiness depends on the time: brought up to date at each scrape.
+        let (now, min_remaining) = (clock::now(), c.live().policy.min_remaining);
+        for (name, s) in c.state.snapshot() {
+            let ready = s.readiness(now, min_remaining).is_ok();
+            c.metrics
+                .ready
+                .with_label_values(&[name.as_str()])
+                .set(i64::from(ready));
+        }
         respond(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// `rolerelay_build_info{version}`.
     pub build_info: IntGaugeVec,
+    /// `rolerelay_ready{role}`: 1 when ready, as `/readyz` judges it, at scrape time.
+    pub ready: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -114,6 +116,14 @@ impl Metrics {
                 "Configuration reloads, by result (success or error).",
                 &["result"],
             ),
+            ready: IntGaugeVec::new(
+                Opts::new(
+                    "rolerelay_ready",
+                    "1 when the role has valid credentials written to every output (as /readyz judges it), else 0.",
+                ),
+                &["role"],
+            )
+            .expect("valid metric"),
             build_info: IntGaugeVec::new(
                 Opts::new(
                     "rolerelay_build_info",
@@ -146,6 +156,7 @@ impl Metrics {
             Box::new(self.endpoint_requests_total.clone()),
             Box::new(self.config_reloads_total.clone()),
             Box::new(self.build_info.clone()),
+            Box::new(self.ready.clone()),
         ];
         for c in collectors {
             self.registry
@@ -168,6 +179,7 @@ impl Metrics {
                 .with_label_values(&[role, output]);
         }
         self.consecutive_failures.with_label_values(&[role]).set(0);
+        self.ready.with_label_values(&[role]).set(0);
     }
 
     /// Drops every series of a role that is no longer configured.
@@ -185,27 +197,16 @@ impl Metrics {
                 // Gathered labels come sorted by name: remove by name, not by position.
                 let values: HashMap<&str, &str> =
                     labels.iter().map(|l| (l.name(), l.value())).collect();
-                let _ = match family.name() {
-                    "rolerelay_refresh_total" => self.refresh_total.remove(&values),
-                    "rolerelay_refresh_errors_total" => self.refresh_errors_total.remove(&values),
-                    "rolerelay_refresh_duration_seconds" => {
-                        self.refresh_duration_seconds.remove(&values)
-                    }
-                    "rolerelay_credentials_expiry_timestamp_seconds" => {
-                        self.credentials_expiry_timestamp_seconds.remove(&values)
-                    }
-                    "rolerelay_last_success_timestamp_seconds" => {
-                        self.last_success_timestamp_seconds.remove(&values)
-                    }
-                    "rolerelay_consecutive_failures" => self.consecutive_failures.remove(&values),
-                    "rolerelay_output_write_errors_total" => {
-                        self.output_write_errors_total.remove(&values)
-                    }
-                    "rolerelay_endpoint_requests_total" => {
-                        self.endpoint_requests_total.remove(&values)
-                    }
-                    _ => Ok(()),
-                };
+                // A label set belongs to one family; removing it from the others is a no-op.
+                let _ = self.refresh_total.remove(&values);
+                let _ = self.refresh_errors_total.remove(&values);
+                let _ = self.refresh_duration_seconds.remove(&values);
+                let _ = self.credentials_expiry_timestamp_seconds.remove(&values);
+                let _ = self.last_success_timestamp_seconds.remove(&values);
+                let _ = self.consecutive_failures.remove(&values);
+                let _ = self.output_write_errors_total.remove(&values);
+                let _ = self.endpoint_requests_total.remove(&values);
+                let _ = self.ready.remove(&values);
             }
         }
     }
@@ -252,6 +253,7 @@ mod tests {
             ("rolerelay_endpoint_requests_total", "counter"),
             ("rolerelay_config_reloads_total", "counter"),
             ("rolerelay_build_info", "gauge"),
+            ("rolerelay_ready", "gauge"),
         ] {
             assert!(
                 text.contains(&format!("# TYPE {name} {kind}\n")),
