@@ -94,10 +94,13 @@ impl Outputs {
     }
 
     /// Removes `role`'s own files and its `credentials` section (its credentials expired).
+    ///
+    /// The shared file goes first, so once `<role>.json` is gone, `credentials` is too.
     pub fn withdraw(&self, state: &State, role: &RoleName, now: SystemTime) -> Vec<WriteFailure> {
         let inner = self.lock();
-        let mut failures = inner.remove_role_files(role);
-        failures.extend(inner.write_credentials(state, now));
+        let mut failures: Vec<WriteFailure> =
+            inner.write_credentials(state, now).into_iter().collect();
+        failures.extend(inner.remove_role_files(role));
         failures
     }
 
