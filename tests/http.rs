@@ -3,80 +3,20 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::sidecar::Sidecar;
 use common::*;
 
-const ROLE: &str = "arn:aws:iam::111111111111:role/RoleForB";
-const ASSUMED: &str = "arn:aws:sts::111111111111:assumed-role/RoleForB/rr-app";
-
-/// A running sidecar with its two HTTP addresses.
-struct Sidecar {
-    running: Running,
-    status: String,
-    endpoint: String,
-    out: PathBuf,
-}
-
-impl Sidecar {
-    fn start(sb: &Sandbox, sts_url: &str, extra: &str) -> Sidecar {
-        let (status_port, endpoint_port) = (free_port(), free_port());
-        let out = sb.path("out");
-        let config = sb.write(
-            "config.yaml",
-            &format!(
-                "sts:\n  endpoint_url: {sts_url}\nrefresh:\n  backoff_initial: 100ms\n  backoff_max: 1s\n{extra}\
-                 roles:\n  - name: app\n    role_arn: {ROLE}\n    session_name: rr-app\n\
-                 outputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{status_port}\n\
-                 credentials_endpoint:\n  listen: 127.0.0.1:{endpoint_port}\n",
-                out.display()
-            ),
-        );
-        let mut cmd = sb.rolerelay();
-        cmd.args(["run", "--config"]).arg(&config);
-        let running = Running::start(cmd, sb.path("run.log"));
-        let status = format!("http://127.0.0.1:{status_port}");
-        wait_for("the status server", Duration::from_secs(20), || {
-            try_http_get(&format!("{status}/healthz"), &[]).is_ok()
-        });
-        Sidecar {
-            running,
-            status,
-            endpoint: format!("http://127.0.0.1:{endpoint_port}"),
-            out,
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        http_get(&format!("{}{path}", self.status), &[])
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.out.join("token")).unwrap()
-    }
-
-    fn credentials(&self, role: &str, token: Option<&str>) -> (u16, String) {
-        let headers: Vec<(&str, &str)> = token.map(|t| ("Authorization", t)).into_iter().collect();
-        http_get(
-            &format!("{}/v1/credentials/{role}", self.endpoint),
-            &headers,
-        )
-    }
-
-    fn healthcheck(&self, sb: &Sandbox, path: &str) -> i32 {
-        let mut c = sb.rolerelay();
-        c.args(["healthcheck", "--url", &format!("{}{path}", self.status)]);
-        c.status().unwrap().code().unwrap()
-    }
-}
+const ROLE: &str = "arn:aws:iam::111111111111:role/app";
+const ASSUMED: &str = "arn:aws:sts::111111111111:assumed-role/app/rr-app";
 
 #[test]
 fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
     let sb = Sandbox::new();
     let sts_port = free_port();
-    let sidecar = Sidecar::start(&sb, &format!("http://127.0.0.1:{sts_port}"), "");
+    let sidecar = Sidecar::start(&sb, &format!("http://127.0.0.1:{sts_port}"), &["app"], "");
     let network_errors = || {
         let (_, text) = sidecar.get("/metrics");
         metric(
@@ -125,7 +65,7 @@ fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
 fn the_aws_cli_and_boto3_use_the_endpoint() {
     let moto = Moto::start();
     let sb = Sandbox::new();
-    let sidecar = Sidecar::start(&sb, &moto.url, "");
+    let sidecar = Sidecar::start(&sb, &moto.url, &["app"], "");
     wait_for("readiness", Duration::from_secs(20), || {
         sidecar.get("/readyz").0 == 200
     });
@@ -183,7 +123,7 @@ print(session.client("sts", endpoint_url=sys.argv[1]).get_caller_identity()["Arn
 fn the_endpoint_refuses_wrong_tokens_and_unknown_roles_and_counts_every_request() {
     let moto = Moto::start();
     let sb = Sandbox::new();
-    let sidecar = Sidecar::start(&sb, &moto.url, "");
+    let sidecar = Sidecar::start(&sb, &moto.url, &["app"], "");
     wait_for("readiness", Duration::from_secs(20), || {
         sidecar.get("/readyz").0 == 200
     });
@@ -237,7 +177,12 @@ fn the_endpoint_refuses_wrong_tokens_and_unknown_roles_and_counts_every_request(
 fn metrics_pass_promtool_and_carry_every_spec_metric_after_success_and_failure() {
     let moto = Moto::start();
     let sb = Sandbox::new();
-    let sidecar = Sidecar::start(&sb, &moto.url, "  max_interval: 1s\n");
+    let sidecar = Sidecar::start(
+        &sb,
+        &moto.url,
+        &["app"],
+        "refresh:\n  max_interval: 1s\n  backoff_initial: 100ms\n  backoff_max: 1s\n",
+    );
     wait_for("readiness", Duration::from_secs(20), || {
         sidecar.get("/readyz").0 == 200
     });
@@ -321,7 +266,12 @@ fn metrics_pass_promtool_and_carry_every_spec_metric_after_success_and_failure()
 fn no_secret_reaches_status_metrics_or_logs_and_sigterm_stops_both_servers() {
     let moto = Moto::start();
     let sb = Sandbox::new();
-    let mut sidecar = Sidecar::start(&sb, &moto.url, "  max_interval: 1s\n");
+    let mut sidecar = Sidecar::start(
+        &sb,
+        &moto.url,
+        &["app"],
+        "refresh:\n  max_interval: 1s\n  backoff_initial: 100ms\n  backoff_max: 1s\n",
+    );
     wait_for("readiness", Duration::from_secs(20), || {
         sidecar.get("/readyz").0 == 200
     });

@@ -22,8 +22,10 @@ pub use values::{
 };
 
 /// A configuration that cannot be used: where the bad value came from and what to do about it.
+///
+/// It prints on one line: control characters a file may carry into a key or value are escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{at}: {message}")]
+#[error("{}: {}", one_line(.at), one_line(.message))]
 pub struct ConfigError {
     /// `file:line: key`, or the flag and its environment variable.
     pub at: String,
@@ -857,6 +859,19 @@ impl Resolver<'_> {
         }
         Ok(())
     }
+}
+
+/// `text` with its control characters (newlines above all) escaped.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn dur(secs: u64) -> Dur {

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod reader;
+pub mod sidecar;
 
 use std::fs;
 use std::io::Read;

@@ -1,10 +1,12 @@
-//! A small HTTP proxy in front of moto that can answer some requests itself: an STS error, a
-//! delay, a broken reply. It reads one request per connection and closes it after answering.
+//! A small HTTP proxy in front of moto that can misbehave: answer an STS error itself, delay,
+//! reset the connection, or forward and then rewrite or truncate moto's reply. It reads one
+//! request per connection and closes it after answering. The rule can be swapped while it runs.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// What the proxy does with a request, decided from its body (the STS query string).
 pub enum Action {
@@ -14,6 +16,12 @@ pub enum Action {
     Reply(u16, String),
     /// Pass it to moto and rewrite the body of moto's reply with this function.
     Rewrite(fn(&str) -> String),
+    /// Pass it to moto and send only the first half of its reply's body (the length header kept).
+    Truncate,
+    /// Wait this long, then pass it to moto.
+    Slow(Duration),
+    /// Close the connection without answering.
+    Reset,
 }
 
 /// Decides per request; called on the proxy's threads.
@@ -25,6 +33,16 @@ pub struct Proxy {
     pub url: String,
     /// Requests seen so far.
     pub requests: Arc<AtomicUsize>,
+    rule: Arc<RwLock<Rule>>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Default)]
+struct Stats {
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    arrivals: Mutex<Vec<Instant>>,
+    secrets: Mutex<Vec<String>>,
 }
 
 /// The XML body of an STS error.
@@ -35,45 +53,108 @@ pub fn sts_error(code: &str, message: &str) -> String {
     )
 }
 
+/// A rule that always does the same.
+pub fn always(f: fn() -> Action) -> Rule {
+    Arc::new(move |_: &str| f())
+}
+
 impl Proxy {
     /// Starts a proxy to `127.0.0.1:upstream_port` applying `rule`.
     pub fn start(upstream_port: u16, rule: Rule) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
-        let count = requests.clone();
+        let rule = Arc::new(RwLock::new(rule));
+        let stats = Arc::new(Stats::default());
+        let (count, shared_rule, shared_stats) = (requests.clone(), rule.clone(), stats.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let rule = rule.clone();
-                let count = count.clone();
+                let (rule, count, stats) =
+                    (shared_rule.clone(), count.clone(), shared_stats.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, upstream_port, &rule, &count);
+                    let _ = serve(stream, upstream_port, &rule, &count, &stats);
                 });
             }
         });
-        Proxy { url, requests }
+        Proxy {
+            url,
+            requests,
+            rule,
+            stats,
+        }
     }
 
     /// Requests seen so far.
     pub fn count(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// Replaces the rule for the requests to come.
+    pub fn set_rule(&self, rule: Rule) {
+        *self.rule.write().unwrap() = rule;
+    }
+
+    /// The most requests that were in the proxy at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.stats.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// When each request arrived.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.stats.arrivals.lock().unwrap().clone()
+    }
+
+    /// Every secret key and session token moto sent through the proxy (for secret scans).
+    pub fn secrets(&self) -> Vec<String> {
+        self.stats.secrets.lock().unwrap().clone()
+    }
 }
 
 fn serve(
     mut client: TcpStream,
     upstream_port: u16,
-    rule: &Rule,
+    rule: &RwLock<Rule>,
     count: &AtomicUsize,
+    stats: &Stats,
 ) -> std::io::Result<()> {
     let request = read_request(&mut client)?;
     count.fetch_add(1, Ordering::SeqCst);
+    stats.arrivals.lock().unwrap().push(Instant::now());
+    let now_in = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    stats.max_in_flight.fetch_max(now_in, Ordering::SeqCst);
+    let result = answer(&mut client, &request, upstream_port, rule, stats);
+    stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+fn answer(
+    client: &mut TcpStream,
+    request: &[u8],
+    upstream_port: u16,
+    rule: &RwLock<Rule>,
+    stats: &Stats,
+) -> std::io::Result<()> {
+    let forward = |request: &[u8], port: u16| -> std::io::Result<Vec<u8>> {
+        let reply = forward(request, port)?;
+        let text = String::from_utf8_lossy(&reply);
+        for tag in ["SecretAccessKey", "SessionToken"] {
+            if let Some(value) = text
+                .split(&format!("<{tag}>"))
+                .nth(1)
+                .and_then(|rest| rest.split('<').next())
+            {
+                stats.secrets.lock().unwrap().push(value.to_string());
+            }
+        }
+        Ok(reply)
+    };
     let body_start = request
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(request.len(), |p| p + 4);
     let body = String::from_utf8_lossy(&request[body_start..]).to_string();
-    match rule(&body) {
+    let action = { rule.read().unwrap()(&body) };
+    match action {
         Action::Reply(status, text) => {
             let head = format!(
                 "HTTP/1.1 {status} Proxy\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -82,9 +163,38 @@ fn serve(
             client.write_all(head.as_bytes())?;
             client.write_all(text.as_bytes())?;
         }
-        Action::Forward => client.write_all(&forward(&request, upstream_port)?)?,
+        Action::Forward => client.write_all(&forward(request, upstream_port)?)?,
+        Action::Slow(delay) => {
+            // Sleep in steps, and give up as soon as the client hangs up, so `in_flight`
+            // counts only requests a client still waits for.
+            client.set_nonblocking(true)?;
+            let until = Instant::now() + delay;
+            while Instant::now() < until {
+                let mut byte = [0u8; 1];
+                match client.peek(&mut byte) {
+                    Ok(0) => return Ok(()),
+                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return Ok(()),
+                    _ => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            client.set_nonblocking(false)?;
+            client.write_all(&forward(request, upstream_port)?)?
+        }
+        Action::Reset => {
+            client.shutdown(Shutdown::Both)?;
+            return Ok(());
+        }
+        Action::Truncate => {
+            let reply = forward(request, upstream_port)?;
+            let body_at = reply
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(reply.len(), |p| p + 4);
+            let cut = body_at + (reply.len() - body_at) / 2;
+            client.write_all(&reply[..cut])?;
+        }
         Action::Rewrite(f) => {
-            let reply = String::from_utf8_lossy(&forward(&request, upstream_port)?).to_string();
+            let reply = String::from_utf8_lossy(&forward(request, upstream_port)?).to_string();
             let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
             let body = f(body);
             let head: Vec<&str> = head
