@@ -24,6 +24,8 @@ pub enum Command {
     Once(ConfigArgs),
     /// Validate the configuration and print the effective configuration; exit 0, or 2 if invalid.
     Check(ConfigArgs),
+    /// Diagnose the whole path (source credentials, each role, the outputs) and say how to fix it.
+    Doctor(DoctorArgs),
     /// GET a URL (default: this sidecar's /readyz); exit 0 on HTTP 200, 1 otherwise.
     Healthcheck(HealthcheckArgs),
     /// Print a role's current credentials in credential_process JSON; exit 1 if missing or expired.
@@ -145,4 +147,15 @@ pub struct HealthcheckArgs {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     s.parse::<crate::config::Dur>().map(|d| d.0)
+}
+
+/// Arguments of `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The configuration, as for `run`.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output format: text (✓/✗ lines) or json.
+    #[arg(long, env = "ROLERELAY_DOCTOR_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
 }

@@ -19,6 +19,7 @@
 //! - [`endpoint`] — the container-credentials endpoint and its token.
 //! - [`healthcheck`] — the `healthcheck` command's tiny HTTP client.
 //! - [`reload`] — watching the configuration file (ConfigMap symlink swaps included).
+//! - [`doctor`] — `rolerelay doctor`: each step of the path checked, with causes and fixes.
 //! - [`app`] — the `run` and `once` commands: start the tasks, own the shutdown order.
 //! - [`logging`] — JSON or text logs.
 //! - [`clock`] — the one place that reads the wall clock.
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod doctor;
 pub mod endpoint;
 pub mod healthcheck;
 pub mod http;

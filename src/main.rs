@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use rolerelay::cli::{Cli, Command, ConfigArgs};
 use rolerelay::config::Config;
-use rolerelay::{app, clock, healthcheck, logging, outputs};
+use rolerelay::{app, clock, doctor, healthcheck, logging, outputs};
 
 /// Exit code for an invalid configuration.
 const EXIT_CONFIG: u8 = 2;
@@ -43,6 +43,24 @@ fn main() -> ExitCode {
                     serde_json::to_string_pretty(&config).expect("the configuration serializes")
                 );
                 ExitCode::SUCCESS
+            }
+            Err(e) => config_error(e),
+        },
+        Command::Doctor(args) => match Config::load(&args.config) {
+            Ok(config) => {
+                let report = runtime().block_on(doctor::run(&config));
+                match args.format.as_str() {
+                    "json" => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).expect("the report serializes")
+                    ),
+                    _ => print!("{}", report.text()),
+                }
+                if report.ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
             }
             Err(e) => config_error(e),
         },

@@ -6,6 +6,7 @@
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
 use crate::config::Config;
 
@@ -15,7 +16,8 @@ use crate::config::Config;
 /// is seen, counted and logged once.
 pub async fn sts_client(config: &Config) -> aws_sdk_sts::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(config.sts.region.clone()));
+        .region(Region::new(config.sts.region.clone()))
+        .http_client(https_client());
     if let Some(profile) = &config.source.profile {
         loader = loader.profile_name(profile);
     }
@@ -25,4 +27,12 @@ pub async fn sts_client(config: &Config) -> aws_sdk_sts::Client {
         sts = sts.endpoint_url(url);
     }
     aws_sdk_sts::Client::from_conf(sts.build())
+}
+
+/// The HTTP client of STS and of the credential providers (IMDS, container, web identity):
+/// rustls with ring and the system's CA certificates.
+pub fn https_client() -> aws_sdk_sts::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }

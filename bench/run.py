@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""rolerelay benchmarks: measured side by side, in one run, against the manual recipe and the
+physical floor, on this machine, against a local moto STS. Prints a table and writes
+bench/RESULTS.md. Not a pass/fail test: the goals are reported, met or not.
+
+Usage: bench/run.py [--smoke] [--binary PATH] [--ceiling PATH]
+  --smoke    a few seconds of each, to check the benchmark itself runs (CI)
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, limit=30):
+    end = time.time() + limit
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+def get(url, headers=None):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def timed(cmd, env, runs):
+    """Median wall time of `runs` runs of cmd, in seconds (each must succeed)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        r = subprocess.run(cmd, env=env, capture_output=True, shell=isinstance(cmd, str))
+        times.append(time.perf_counter() - start)
+        if r.returncode != 0:
+            sys.exit(f"failed: {cmd}\n{r.stderr.decode()}")
+    return statistics.median(times)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = tempfile.mkdtemp(prefix="rolerelay-bench-")
+        self.sts_port = free_port()
+        self.sts = f"http://127.0.0.1:{self.sts_port}"
+        self.moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.sts_port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.sts_port)
+        self.env = {
+            "PATH": os.environ["PATH"], "HOME": self.work, "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "AWS_ACCESS_KEY_ID": "AKIABENCHSOURCE", "AWS_SECRET_ACCESS_KEY": "bench-source-secret",
+            "AWS_REGION": "us-east-1", "ROLERELAY_LOG_LEVEL": "warn",
+        }
+        self.rows = []
+
+    def close(self):
+        self.moto.terminate()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def row(self, what, value, baseline, ratio, goal, met):
+        self.rows.append((what, value, baseline, ratio, goal, "yes" if met else "**no**"))
+        print(f"{what:<44} {value:>18} {baseline:>22} {ratio:>9} {goal:>22} {'met' if met else 'MISSED'}", flush=True)
+
+    def sidecar(self, roles, extra="", name="run"):
+        """Starts `run` with `roles` roles; returns (process, status URL, endpoint URL, token path)."""
+        status, endpoint = free_port(), free_port()
+        out = os.path.join(self.work, name)
+        lines = [f"sts:\n  endpoint_url: {self.sts}\n{extra}",
+                 f"outputs:\n  directory: {out}\nserver:\n  listen: 127.0.0.1:{status}\n",
+                 f"credentials_endpoint:\n  listen: 127.0.0.1:{endpoint}\nroles:\n"]
+        lines += [f"  - name: r{i}\n    role_arn: arn:aws:iam::111111111111:role/R{i}\n" for i in range(roles)]
+        config = os.path.join(self.work, f"{name}.yaml")
+        with open(config, "w") as f:
+            f.write("".join(lines))
+        proc = subprocess.Popen([self.args.binary, "run", "--config", config], env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return proc, f"http://127.0.0.1:{status}", f"http://127.0.0.1:{endpoint}", os.path.join(out, "token")
+
+    def wait_ready(self, url, limit=600):
+        end = time.time() + limit
+        while time.time() < end:
+            if get(url + "/readyz")[0] == 200:
+                return True
+            time.sleep(0.01)
+        return False
+
+    # 1. Time to first credentials.
+    def first_credentials(self):
+        runs = 5 if self.args.smoke else 30
+        body = ("Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A111111111111%3Arole%2FR"
+                "&RoleSessionName=bench&DurationSeconds=3600")
+        self.floor = timed(["curl", "-s", "-o", "/dev/null", "-f", "-X", "POST", "--data", body, self.sts], self.env, runs)
+        out = os.path.join(self.work, "once")
+        once = timed([self.args.binary, "once", "--role-arn", "arn:aws:iam::111111111111:role/R", "--role-name", "r",
+                      "--sts-endpoint-url", self.sts, "--output-dir", out], self.env, runs)
+        recipe = timed(
+            f"aws sts assume-role --endpoint-url {self.sts} --role-arn arn:aws:iam::111111111111:role/R "
+            f"--role-session-name bench > {self.work}/assumed.json && "
+            f"jq -r '.Credentials | \"AWS_ACCESS_KEY_ID=\\(.AccessKeyId)\\nAWS_SECRET_ACCESS_KEY=\\(.SecretAccessKey)"
+            f"\\nAWS_SESSION_TOKEN=\\(.SessionToken)\"' {self.work}/assumed.json > {self.work}/recipe.env",
+            self.env, max(3, runs // 3))
+        ms = lambda s: f"{s * 1000:.1f} ms"
+        self.row("time to first credentials vs floor", ms(once), f"curl {ms(self.floor)}", f"{once / self.floor:.2f}x",
+                 "<= 1.5x the floor", once <= 1.5 * self.floor)
+        self.row("time to first credentials vs recipe", ms(once), f"aws+jq {ms(recipe)}", f"{recipe / once:.0f}x faster",
+                 ">= 30x faster", recipe / once >= 30)
+
+    # 2. CPU per refresh.
+    def refresh_cost(self):
+        roles, window = 100, (4 if self.args.smoke else 20)
+        proc, status, _, _ = self.sidecar(roles, "refresh:\n  max_interval: 1s\n  jitter: 0\n", "refresh")
+        self.wait_ready(status)
+        time.sleep(1)
+        def refreshes():
+            text = get(status + "/metrics")[1]
+            return sum(float(v) for v in re.findall(r'rolerelay_refresh_total\{result="success",role="[^"]+"\} (\S+)', text))
+        cpu0, n0 = cpu_seconds(proc.pid), refreshes()
+        time.sleep(window)
+        cpu1, n1 = cpu_seconds(proc.pid), refreshes()
+        proc.terminate(); proc.wait()
+        per = (cpu1 - cpu0) / max(n1 - n0, 1)
+        self.row("CPU per refresh (100 roles, every 1s)", f"{per * 1e3:.2f} ms", f"{n1 - n0:.0f} refreshes", "", "(measured)", True)
+
+    # 3. Idle footprint.
+    def idle(self):
+        window = 3 if self.args.smoke else 10
+        self.idle_rss = {}
+        for roles in (1, 100):
+            proc, status, _, _ = self.sidecar(roles, "", f"idle{roles}")
+            self.wait_ready(status)
+            time.sleep(1)
+            cpu0 = cpu_seconds(proc.pid)
+            time.sleep(window)
+            cpu = (cpu_seconds(proc.pid) - cpu0) / window
+            self.idle_rss[roles] = rss_kib(proc.pid)
+            proc.terminate(); proc.wait()
+            mib = self.idle_rss[roles] / 1024
+            if roles == 1:
+                self.row("idle RSS, 1 role", f"{mib:.1f} MiB", "", "", "<= 8 MiB", mib <= 8)
+            else:
+                self.row("idle RSS, 100 roles", f"{mib:.1f} MiB", "", "", "(measured)", True)
+            self.row(f"idle CPU, {roles} role(s)", f"{cpu * 100:.2f} %", "", "", "0 % (no polling)", cpu < 0.005)
+
+    # 4. Endpoint throughput and latency against a minimal hyper server.
+    def endpoint(self):
+        if not shutil.which("wrk"):
+            print("wrk is missing: skipping the endpoint benchmark")
+            return
+        duration = "3s" if self.args.smoke else "10s"
+        proc, status, endpoint, token_path = self.sidecar(1, "", "endpoint")
+        self.wait_ready(status)
+        token = open(token_path).read()
+        ours = self.wrk(f"{endpoint}/v1/credentials/r0", duration, token)
+        proc.terminate(); proc.wait()
+        port = free_port()
+        ceiling_proc = subprocess.Popen([self.args.ceiling, f"127.0.0.1:{port}"])
+        wait_port(port)
+        ceiling = self.wrk(f"http://127.0.0.1:{port}/", duration, None)
+        ceiling_proc.terminate(); ceiling_proc.wait()
+        ratio = ours["rps"] / ceiling["rps"]
+        self.row("endpoint requests/s (wrk, 1 thread, 16 conn)", f"{ours['rps']:.0f}/s", f"hyper {ceiling['rps']:.0f}/s",
+                 f"{ratio:.2f}x", ">= 0.8x the ceiling", ratio >= 0.8)
+        self.row("endpoint p99 latency", f"{ours['p99']:.2f} ms", f"hyper {ceiling['p99']:.2f} ms",
+                 f"{ours['p99'] / ceiling['p99']:.2f}x", "(measured)", True)
+
+    def wrk(self, url, duration, token):
+        cmd = ["wrk", "-t1", "-c16", "-d", duration, "--latency", url]
+        if token:
+            cmd[1:1] = ["-H", f"Authorization: {token}"]
+        out = subprocess.run(cmd, capture_output=True, text=True).stdout
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+        scale = {"us": 1e-3, "ms": 1, "s": 1e3}[p99.group(2)]
+        if "Non-2xx" in out:
+            sys.exit(f"non-2xx answers from {url}:\n{out}")
+        return {"rps": rps, "p99": float(p99.group(1)) * scale}
+
+    # 5. Scale.
+    def scale(self):
+        roles = 100 if self.args.smoke else 1000
+        concurrency = 16
+        start = time.perf_counter()
+        proc, status, _, _ = self.sidecar(roles, "", "scale")
+        ready = self.wait_ready(status)
+        took = time.perf_counter() - start
+        time.sleep(1)
+        rss = rss_kib(proc.pid)
+        proc.terminate(); proc.wait()
+        bound = 2 * roles * self.floor / concurrency
+        self.row(f"{roles} roles: time until all ready", f"{took:.2f} s", f"2x bound {bound:.2f} s",
+                 f"{took / bound:.2f}x", "<= 2 x (N x floor / 16)", ready and took <= bound)
+        per_role = (rss - self.idle_rss.get(1, rss)) / (roles - 1)
+        self.row(f"{roles} roles: RSS per added role", f"{per_role:.1f} KiB", f"total {rss / 1024:.1f} MiB", "",
+                 "<= 4 KiB", per_role <= 4)
+
+    # 6. Size.
+    def size(self):
+        size = os.path.getsize(self.args.binary) / 1e6
+        self.row("release binary (stripped)", f"{size:.2f} MB", os.path.basename(self.args.binary), "", "<= 5 MB", size <= 5)
+
+    def results(self):
+        cpu = re.search(r"model name\s*:\s*(.+)", open("/proc/cpuinfo").read())
+        lines = [
+            "# Benchmark results", "",
+            f"Measured by `bench/run.py` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores "
+            f"({cpu.group(1).strip() if cpu else platform.machine()}), {platform.system()} {platform.release()}, "
+            f"against a local moto server; medians of repeated runs. Binary: `{os.path.relpath(self.args.binary, ROOT)}`.",
+            "", "| measure | rolerelay | baseline | ratio | goal | met |", "|---|---|---|---|---|---|",
+        ]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "rolerelay"))
+    parser.add_argument("--ceiling", default=os.path.join(ROOT, "target", "release", "examples", "ceiling"))
+    parser.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
+    args = parser.parse_args()
+    bench = Bench(args)
+    print(f"{'measure':<44} {'rolerelay':>18} {'baseline':>22} {'ratio':>9} {'goal':>22}")
+    try:
+        bench.first_credentials()
+        bench.refresh_cost()
+        bench.idle()
+        bench.endpoint()
+        bench.scale()
+        bench.size()
+    finally:
+        bench.close()
+    if not args.smoke:
+        with open(args.results, "w") as f:
+            f.write(bench.results())
+        print(f"written: {os.path.relpath(args.results, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
