@@ -2,7 +2,10 @@
 //! the same runtime as rolerelay (tokio, one thread) — a fixed body of the endpoint's size, with
 //! no routing, no token check and no JSON.
 //!
-//! `cargo run --release --example ceiling -- 127.0.0.1:PORT`
+//! `cargo run --release --example ceiling -- 127.0.0.1:PORT [warp]`
+//!
+//! With `warp`, the same body from a one-route warp server, served the way rolerelay serves its
+//! endpoint: the framework's own floor, to tell its cost from rolerelay's.
 
 use std::convert::Infallible;
 
@@ -24,6 +27,16 @@ fn main() -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if std::env::args().nth(2).as_deref() == Some("warp") {
+        return runtime.block_on(async move {
+            use warp::Filter;
+            let listener = TcpListener::bind(&addr).await?;
+            let body = Bytes::from(vec![b'x'; BODY_SIZE]);
+            let route = warp::any().map(move || warp::http::Response::new(body.clone()));
+            warp::serve(route).incoming(listener).run().await;
+            Ok(())
+        });
+    }
     runtime.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
         let body = Bytes::from(vec![b'x'; BODY_SIZE]);

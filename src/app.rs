@@ -43,7 +43,7 @@ async fn shared(config: &Config) -> anyhow::Result<Shared> {
     ));
     let metrics = Arc::new(Metrics::new());
     for role in &config.roles {
-        metrics.add_role(role.name.as_str(), &outputs.enabled());
+        metrics.add_role(role.name.as_str());
     }
     let removed = outputs.prepare(&state).with_context(|| {
         format!(
@@ -325,10 +325,9 @@ impl Sidecar {
         for (output, e) in failures {
             warn!(output, error = %e, "could not update an output after the reload");
         }
-        let enabled = shared.outputs.enabled();
         for role in d.added.iter().chain(&d.changed) {
             shared.state.add_role(role);
-            shared.metrics.add_role(role.name.as_str(), &enabled);
+            shared.metrics.add_role(role.name.as_str());
             self.start(role.clone());
         }
         self.config = running;

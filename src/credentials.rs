@@ -33,6 +33,28 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Bytes that must never be printed (a response body carrying a secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(bytes::Bytes);
+
+impl SecretBytes {
+    /// Wraps secret bytes.
+    pub fn new(bytes: impl Into<bytes::Bytes>) -> Self {
+        SecretBytes(bytes.into())
+    }
+
+    /// The bytes, to send them where they belong; cloning them is a reference count.
+    pub fn expose(&self) -> bytes::Bytes {
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// One set of temporary credentials for a role, as returned by STS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credentials {

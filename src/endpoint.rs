@@ -13,11 +13,10 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::clock;
-use crate::config::RoleName;
-use crate::credentials::{rfc3339, Secret};
-use crate::http::{json, not_found};
+use crate::credentials::{rfc3339, Credentials, Secret, SecretBytes};
+use crate::http::{bytes_response, json, not_found};
 use crate::metrics::{Metrics, UNKNOWN_ROLE};
-use crate::state::State;
+use crate::state::{Lookup, State};
 
 /// What the endpoint reads.
 #[derive(Clone, Debug)]
@@ -81,11 +80,12 @@ pub fn routes(
 }
 
 fn credentials(ctx: &EndpointContext, role: &str, auth: Option<&str>) -> Response {
-    let state = role
-        .parse::<RoleName>()
-        .ok()
-        .and_then(|name| ctx.state.get(&name));
-    let label = if state.is_some() { role } else { UNKNOWN_ROLE };
+    let lookup = ctx.state.endpoint_lookup(role, clock::now());
+    let label = if matches!(lookup, Lookup::Unknown) {
+        UNKNOWN_ROLE
+    } else {
+        role
+    };
     let message =
         |code: StatusCode, text: &str| (code, json(code, &serde_json::json!({ "message": text })));
     let (code, response) = if !token_matches(&ctx.token, auth) {
@@ -94,24 +94,16 @@ fn credentials(ctx: &EndpointContext, role: &str, auth: Option<&str>) -> Respons
             "missing or wrong Authorization token",
         )
     } else {
-        match state {
-            None => message(StatusCode::NOT_FOUND, "no such role"),
-            Some(s) => match s.valid_credentials(clock::now()) {
-                None => message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no valid credentials for this role yet",
-                ),
-                Some(c) => {
-                    let body = ContainerCredentials {
-                        access_key_id: &c.access_key_id,
-                        secret_access_key: c.secret_access_key.expose(),
-                        token: c.session_token.expose(),
-                        expiration: rfc3339(c.expiration),
-                        role_arn: &c.role_arn,
-                    };
-                    (StatusCode::OK, json(StatusCode::OK, &body))
-                }
-            },
+        match lookup {
+            Lookup::Unknown => message(StatusCode::NOT_FOUND, "no such role"),
+            Lookup::Unavailable => message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no valid credentials for this role yet",
+            ),
+            Lookup::Ready(body) => (
+                StatusCode::OK,
+                bytes_response(StatusCode::OK, body.expose()),
+            ),
         }
     };
     ctx.metrics
@@ -119,6 +111,18 @@ fn credentials(ctx: &EndpointContext, role: &str, auth: Option<&str>) -> Respons
         .with_label_values(&[label, code.as_str()])
         .inc();
     response
+}
+
+/// The endpoint's 200 answer for `creds`, rendered once per generation of credentials.
+pub fn render(creds: &Credentials) -> SecretBytes {
+    let body = ContainerCredentials {
+        access_key_id: &creds.access_key_id,
+        secret_access_key: creds.secret_access_key.expose(),
+        token: creds.session_token.expose(),
+        expiration: rfc3339(creds.expiration),
+        role_arn: &creds.role_arn,
+    };
+    SecretBytes::new(serde_json::to_vec(&body).expect("plain strings serialize"))
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use warp::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use warp::http::StatusCode;
-use warp::reply::{Reply, Response};
+use warp::reply::Response;
 use warp::Filter;
 
 use crate::clock;
@@ -17,15 +19,13 @@ use crate::credentials::rfc3339;
 use crate::refresher::Shared;
 use crate::state::RoleState;
 
-/// A response with a status code, a content type and a body.
-pub fn respond(code: StatusCode, content_type: &str, body: String) -> Response {
-    let mut response = warp::reply::with_status(body, code).into_response();
+/// A response with a status code, a content type and a body; never cached.
+pub fn respond(code: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    let mut response = Response::new(body.into().into());
+    *response.status_mut() = code;
     let headers = response.headers_mut();
-    headers.insert(
-        "content-type",
-        content_type.parse().expect("valid content type"),
-    );
-    headers.insert("cache-control", "no-store".parse().expect("valid header"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -34,8 +34,13 @@ pub fn json(code: StatusCode, value: &impl Serialize) -> Response {
     respond(
         code,
         "application/json",
-        serde_json::to_string(value).expect("plain values serialize"),
+        serde_json::to_vec(value).expect("plain values serialize"),
     )
+}
+
+/// A JSON response from bytes already rendered.
+pub fn bytes_response(code: StatusCode, body: Bytes) -> Response {
+    respond(code, "application/json", body)
 }
 
 /// The routes of `server.listen`; anything else is 404.

@@ -109,9 +109,12 @@ fn fail(e: anyhow::Error) -> ExitCode {
 }
 
 /// One thread is plenty for a sidecar: the work is waiting on STS and timers, and file writes go
-/// to the blocking pool.
+/// to the blocking pool. That pool stays small: the writes are serialized by the outputs' lock
+/// anyway, and every extra thread costs a stack and a malloc arena (hundreds of roles finishing
+/// their first refresh together would otherwise start hundreds of threads).
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(4)
         .enable_all()
         .build()
         .expect("cannot start the tokio runtime")

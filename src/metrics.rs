@@ -10,8 +10,6 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::assume::ErrorKind;
-
 /// The `role` label of endpoint requests for a role that is not configured.
 pub const UNKNOWN_ROLE: &str = "_unknown";
 
@@ -165,18 +163,12 @@ impl Metrics {
         }
     }
 
-    /// Creates a role's series at zero, so dashboards and alerts see them before the first event.
-    pub fn add_role(&self, role: &str, outputs: &[&str]) {
+    /// Creates a role's main series at zero, so dashboards and alerts see them before the first
+    /// event. The per-kind and per-output error counters appear at their first error: eleven
+    /// more series per role would cost more memory than they tell.
+    pub fn add_role(&self, role: &str) {
         for result in ["success", "error"] {
             self.refresh_total.with_label_values(&[role, result]);
-        }
-        for kind in ErrorKind::ALL {
-            self.refresh_errors_total
-                .with_label_values(&[role, kind.metric_label()]);
-        }
-        for output in outputs {
-            self.output_write_errors_total
-                .with_label_values(&[role, output]);
         }
         self.consecutive_failures.with_label_values(&[role]).set(0);
         self.ready.with_label_values(&[role]).set(0);
@@ -228,7 +220,11 @@ mod tests {
     #[test]
     fn every_spec_metric_is_exposed_with_help_and_type() {
         let m = Metrics::new();
-        m.add_role("a", &["process_json"]);
+        m.add_role("a");
+        m.refresh_errors_total
+            .with_label_values(&["a", "throttled"]);
+        m.output_write_errors_total
+            .with_label_values(&["a", "process_json"]);
         m.refresh_duration_seconds
             .with_label_values(&["a"])
             .observe(0.05);
@@ -267,8 +263,11 @@ mod tests {
     #[test]
     fn a_removed_role_leaves_no_series() {
         let m = Metrics::new();
-        m.add_role("gone", &["env_file"]);
-        m.add_role("kept", &["env_file"]);
+        m.add_role("gone");
+        m.add_role("kept");
+        m.output_write_errors_total
+            .with_label_values(&["gone", "env_file"])
+            .inc();
         m.refresh_duration_seconds
             .with_label_values(&["gone"])
             .observe(0.05);

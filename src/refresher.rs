@@ -150,6 +150,7 @@ pub async fn refresh(
         .with_label_values(&[name])
         .set(clock::unix_seconds(now));
     shared.state.update(&role.name, |s| {
+        s.endpoint_body = Some(crate::endpoint::render(&creds));
         s.credentials = Some(creds.clone());
         s.last_success = Some(now);
         s.consecutive_failures = 0;
@@ -203,7 +204,8 @@ pub async fn run(shared: Shared, role: RoleConfig, mut shutdown: watch::Receiver
         let result = if due {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                result = refresh(&shared, &role, &mut duration) => result,
+                // Boxed: the sleeping loop then holds a pointer, not the SDK call's whole state.
+                result = Box::pin(refresh(&shared, &role, &mut duration)) => result,
             }
         } else {
             // Only the writes failed last time: retry them without calling STS again.

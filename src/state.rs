@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::assume::AssumeError;
 use crate::config::{RoleConfig, RoleName};
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, SecretBytes};
 
 /// The state of one role.
 #[derive(Clone, Debug, Default)]
@@ -15,6 +15,8 @@ pub struct RoleState {
     pub role_arn: String,
     /// The last credentials received, valid or not (readers check `is_valid_at`).
     pub credentials: Option<Arc<Credentials>>,
+    /// The endpoint's answer for these credentials, rendered once when they arrive.
+    pub endpoint_body: Option<SecretBytes>,
     /// When the last refresh succeeded.
     pub last_success: Option<SystemTime>,
     /// When the next attempt is scheduled.
@@ -82,6 +84,17 @@ impl RoleState {
             _ => Ok(()),
         }
     }
+}
+
+/// What the endpoint finds for a role.
+#[derive(Debug)]
+pub enum Lookup {
+    /// No such role.
+    Unknown,
+    /// The role has no valid credentials now.
+    Unavailable,
+    /// The answer to send.
+    Ready(SecretBytes),
 }
 
 /// The outcome of the last configuration reload, for `/status`.
@@ -153,6 +166,18 @@ impl State {
     /// A copy of every role's state, by name.
     pub fn snapshot(&self) -> BTreeMap<RoleName, RoleState> {
         self.roles.read().expect("state lock poisoned").clone()
+    }
+
+    /// What the endpoint answers for `role` at `now`, found without copying the role's state.
+    pub fn endpoint_lookup(&self, role: &str, now: SystemTime) -> Lookup {
+        let roles = self.roles.read().expect("state lock poisoned");
+        match roles.get(role) {
+            None => Lookup::Unknown,
+            Some(s) => match (s.valid_credentials(now), &s.endpoint_body) {
+                (Some(_), Some(body)) => Lookup::Ready(body.clone()),
+                _ => Lookup::Unavailable,
+            },
+        }
     }
 
     /// Records the outcome of a reload.

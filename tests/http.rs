@@ -199,7 +199,7 @@ fn metrics_pass_promtool_and_carry_every_spec_metric_after_success_and_failure()
     });
     let (_, after_failure) = sidecar.get("/metrics");
 
-    for text in [&after_success, &after_failure] {
+    for (i, text) in [&after_success, &after_failure].into_iter().enumerate() {
         let file = sb.write("metrics.txt", text);
         let out = Command::new("promtool")
             .arg("check")
@@ -215,21 +215,27 @@ fn metrics_pass_promtool_and_carry_every_spec_metric_after_success_and_failure()
         );
         for series in [
             "rolerelay_refresh_total{result=\"success\",role=\"app\"}",
-            "rolerelay_refresh_errors_total{kind=\"network\",role=\"app\"}",
             "rolerelay_refresh_duration_seconds_count{role=\"app\"}",
             "rolerelay_credentials_expiry_timestamp_seconds{role=\"app\"}",
             "rolerelay_last_success_timestamp_seconds{role=\"app\"}",
             "rolerelay_consecutive_failures{role=\"app\"}",
-            "rolerelay_output_write_errors_total{output=\"process_json\",role=\"app\"}",
             "rolerelay_endpoint_requests_total{code=\"200\",role=\"app\"}",
             "rolerelay_config_reloads_total{result=\"error\"}",
             "rolerelay_build_info{version=\"",
+            "rolerelay_ready{role=\"app\"}",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(series)),
                 "{series} missing from\n{text}"
             );
         }
+        // The error counter by kind appears with the first error, with its label.
+        let by_kind = "rolerelay_refresh_errors_total{kind=\"network\",role=\"app\"}";
+        assert_eq!(
+            text.lines().any(|l| l.starts_with(by_kind)),
+            i == 1,
+            "{text}"
+        );
     }
     assert!(
         metric(

@@ -138,6 +138,12 @@ impl FromStr for RoleName {
     }
 }
 
+impl std::borrow::Borrow<str> for RoleName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for RoleName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -12,6 +12,7 @@ pub mod process_json;
 use std::fs::DirBuilder;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -35,10 +36,17 @@ pub type WriteFailure = (&'static str, String);
 pub struct Outputs {
     /// The settings and the roles; the lock also serializes every write.
     inner: Mutex<Inner>,
+    /// Counts publications; see `Inner::credentials_upto`.
+    publications: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Inner {
+    /// The last `credentials` written renders every publication numbered up to this one, so a
+    /// publication with a lower number (its credentials were in the state before that render
+    /// began) need not write the file again: many roles refreshing together write it once or
+    /// twice, not once each.
+    credentials_upto: u64,
     config: OutputsConfig,
     /// Goes into the config INI.
     region: String,
@@ -50,22 +58,19 @@ impl Outputs {
     /// Outputs for `roles` as `config` describes them; `region` goes into the config INI.
     pub fn new(config: &OutputsConfig, region: &str, roles: &[RoleConfig]) -> Outputs {
         let inner = Inner {
+            credentials_upto: 0,
             config: config.clone(),
             region: region.to_string(),
             roles: roles.iter().map(|r| r.name.clone()).collect(),
         };
         Outputs {
             inner: Mutex::new(inner),
+            publications: AtomicU64::new(0),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("outputs lock poisoned")
-    }
-
-    /// The output names written for every role, for readiness and metrics.
-    pub fn enabled(&self) -> Vec<&'static str> {
-        self.lock().enabled()
     }
 
     /// Creates the directory if missing, removes temporary files a crash left, and writes `config`.
@@ -90,7 +95,14 @@ impl Outputs {
     /// Nothing is written for credentials that are expired at `now`. Each failure is also kept
     /// in the role's state until a later write of that output succeeds.
     pub fn publish(&self, state: &State, role: &RoleName, now: SystemTime) -> Vec<WriteFailure> {
-        self.lock().publish(state, role, now)
+        // Numbered after the caller put the credentials in the state, before taking the lock.
+        let number = self.publications.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut inner = self.lock();
+        let mut failures = inner.write_role_files(state, role, now);
+        if inner.credentials_upto < number {
+            failures.extend(inner.write_credentials_upto(state, now, &self.publications));
+        }
+        failures
     }
 
     /// Removes `role`'s own files and its `credentials` section (its credentials expired).
@@ -178,8 +190,9 @@ impl Outputs {
         }
         failures.extend(inner.write_config(state));
         for role in inner.roles.clone() {
-            failures.extend(inner.publish(state, &role, now));
+            failures.extend(inner.write_role_files(state, &role, now));
         }
+        failures.extend(inner.write_credentials(state, now));
         failures
     }
 
@@ -209,26 +222,19 @@ impl Outputs {
 }
 
 impl Inner {
-    fn enabled(&self) -> Vec<&'static str> {
-        let c = &self.config;
-        [
-            (c.credentials_file.is_some(), CREDENTIALS),
-            (c.config_file.is_some(), CONFIG),
-            (c.process_json, PROCESS_JSON),
-            (c.env_file, ENV_FILE),
-        ]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect()
-    }
-
     fn write(&self, name: &str, body: &str) -> Result<(), String> {
         let c = &self.config;
         atomic::write(&c.directory, name, body.as_bytes(), c.file_mode.0, c.owner)
             .map_err(|e| format!("cannot write {}: {e}", c.directory.join(name).display()))
     }
 
-    fn publish(&self, state: &State, role: &RoleName, now: SystemTime) -> Vec<WriteFailure> {
+    /// Writes `<role>.json` and `<role>.env` from the role's valid credentials.
+    fn write_role_files(
+        &self,
+        state: &State,
+        role: &RoleName,
+        now: SystemTime,
+    ) -> Vec<WriteFailure> {
         let Some(creds) = state
             .get(role)
             .and_then(|s| s.valid_credentials(now).cloned())
@@ -253,14 +259,29 @@ impl Inner {
         if self.config.env_file {
             write_one(ENV_FILE, format!("{role}.env"), env::render(&creds));
         }
-        failures.extend(self.write_credentials(state, now));
         failures
     }
 
+    /// Rewrites `credentials` and remembers which publications it covers.
+    fn write_credentials_upto(
+        &mut self,
+        state: &State,
+        now: SystemTime,
+        publications: &AtomicU64,
+    ) -> Option<WriteFailure> {
+        let covered = publications.load(Ordering::SeqCst);
+        let failure = self.write_credentials(state, now);
+        if failure.is_none() {
+            self.credentials_upto = covered;
+        }
+        failure
+    }
+
+    /// Removes `<role>.env`, then `<role>.json`: once the JSON is gone, nothing of the role is left.
     fn remove_role_files(&self, role: &RoleName) -> Vec<WriteFailure> {
         [
-            (PROCESS_JSON, format!("{role}.json")),
             (ENV_FILE, format!("{role}.env")),
+            (PROCESS_JSON, format!("{role}.json")),
         ]
         .into_iter()
         .filter_map(|(output, name)| {
