@@ -316,8 +316,14 @@ def main():
     finally:
         bench.close()
     if not args.smoke:
+        # The table is replaced; the analysis written under it by hand is kept.
+        analysis = ""
+        if os.path.exists(args.results):
+            text = open(args.results).read()
+            if "<!-- analysis -->" in text:
+                analysis = "\n" + text[text.index("<!-- analysis -->"):]
         with open(args.results, "w") as f:
-            f.write(bench.results())
+            f.write(bench.results() + analysis)
         print(f"written: {os.path.relpath(args.results, ROOT)}")
 
 
