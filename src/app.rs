@@ -45,14 +45,17 @@ async fn shared(config: &Config) -> anyhow::Result<Shared> {
     for role in &config.roles {
         metrics.add_role(role.name.as_str());
     }
-    let removed = outputs.prepare(&state).with_context(|| {
+    let removed = outputs.prepare(&state, clock::now()).with_context(|| {
         format!(
             "cannot prepare the output directory {}",
             config.outputs.directory.display()
         )
     })?;
     if removed > 0 {
-        info!(removed, "removed temporary files left by an earlier run");
+        info!(
+            removed,
+            "removed temporary and expired files left by an earlier run"
+        );
     }
     let client = source::sts_client(config).await;
     let live = Live {
@@ -207,10 +210,18 @@ impl Sidecar {
     }
 
     /// Stops one loop, letting a write in progress finish.
-    async fn stop(&mut self, name: &RoleName) {
-        if let Some(l) = self.loops.remove(name) {
+    /// Stops some loops together, letting a write in progress finish; one that does not stop
+    /// within the grace period is aborted.
+    async fn stop(&mut self, names: &[&RoleName]) {
+        let stopping: Vec<Loop> = names.iter().filter_map(|n| self.loops.remove(*n)).collect();
+        for l in &stopping {
             let _ = l.stop.send(true);
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, l.task).await;
+        }
+        for l in stopping {
+            let abort = l.task.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE, l.task).await.is_err() {
+                abort.abort();
+            }
         }
     }
 
@@ -245,7 +256,12 @@ impl Sidecar {
             }
         };
         let d = diff(&self.config, &new);
-        if d.is_empty() && d.restart_needed.is_empty() && !explicit {
+        let after_error = self
+            .shared
+            .state
+            .reload()
+            .is_some_and(|r| r.error.is_some());
+        if d.is_empty() && d.restart_needed.is_empty() && !explicit && !after_error {
             debug!("the configuration file changed nothing");
             return;
         }
@@ -291,17 +307,31 @@ impl Sidecar {
                 policy: Policy::from(&running.refresh),
             });
         }
-        for name in d.removed.iter().chain(d.changed.iter().map(|r| &r.name)) {
-            self.stop(name).await;
+        // A role whose own settings changed gets new credentials from scratch (the old ones may be
+        // for another role now). One changed only through `sts`/`source` keeps serving what it
+        // has while its new loop assumes it again at once.
+        let replaced: Vec<RoleName> = d
+            .changed
+            .iter()
+            .filter(|r| !self.config.roles.contains(r))
+            .map(|r| r.name.clone())
+            .collect();
+        let stopping: Vec<&RoleName> = d
+            .removed
+            .iter()
+            .chain(d.changed.iter().map(|r| &r.name))
+            .collect();
+        self.stop(&stopping).await;
+        for name in d.removed.iter().chain(&replaced) {
             shared.state.remove_role(name);
         }
         for name in &d.removed {
             shared.metrics.remove_role(name.as_str());
         }
-        // Files: drop the removed and changed roles' files (a changed role's credentials may be
-        // for another role now), rewrite `config` and `credentials`, apply new output settings.
+        // Files: drop the removed and replaced roles' files, rewrite `config` and `credentials`,
+        // apply new output settings.
         let (s, config) = (shared.clone(), running.clone());
-        let changed: Vec<RoleName> = d.changed.iter().map(|r| r.name.clone()).collect();
+        let changed = replaced;
         let rewrite = d.outputs || d.sts;
         let failures = tokio::task::spawn_blocking(move || {
             let now = clock::now();

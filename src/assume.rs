@@ -51,7 +51,7 @@ impl ErrorKind {
         ErrorKind::Other,
     ];
 
-    /// The label value, as SPEC.md names it.
+    /// The label value, as the README's metrics table names it.
     pub fn metric_label(self) -> &'static str {
         match self {
             ErrorKind::AccessDenied => "access_denied",

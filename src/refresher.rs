@@ -1,8 +1,9 @@
 //! The per-role loop: assume, publish, sleep until the next refresh; and the single refresh that
 //! both the loop and `rolerelay once` perform.
 //!
-//! Each role has its own task and schedule, so a failing or slow role never delays another; the
-//! only thing they share is the semaphore that bounds STS calls in flight.
+//! Each role has its own task and schedule, so a failing or slow role never delays another's
+//! schedule; they share the semaphore that bounds STS calls in flight, and the outputs' lock
+//! that serializes file writes.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -195,6 +196,8 @@ pub async fn run(shared: Shared, role: RoleConfig, mut shutdown: watch::Receiver
     let mut duration = initial_duration(&role);
     let mut refresh_at = clock::now();
     let mut write_failures = 0;
+    // The expiration of the credentials last withdrawn: each expired generation is withdrawn once.
+    let mut withdrawn = None;
     loop {
         // Waiting for a turn to call STS has no deadline; `refresh` sets one once it calls.
         shared
@@ -213,6 +216,16 @@ pub async fn run(shared: Shared, role: RoleConfig, mut shutdown: watch::Receiver
         };
         let now = clock::now();
         let policy = shared.live().policy;
+        // Credentials can expire while a call fails slowly: withdraw them now, not at a later wake.
+        let expired = shared
+            .state
+            .get(&role.name)
+            .and_then(|s| s.credentials)
+            .filter(|c| !c.is_valid_at(now));
+        if let Some(c) = expired.filter(|c| withdrawn != Some(c.expiration)) {
+            withdraw(&shared, &role).await;
+            withdrawn = Some(c.expiration);
+        }
         let held = shared
             .state
             .get(&role.name)
@@ -270,8 +283,9 @@ pub async fn run(shared: Shared, role: RoleConfig, mut shutdown: watch::Receiver
             if clock::now() >= next {
                 break;
             }
-            if expiry.take().is_some() {
+            if let Some(at) = expiry.take() {
                 withdraw(&shared, &role).await;
+                withdrawn = Some(at);
             }
         }
     }

@@ -291,3 +291,33 @@ fn settings_that_need_a_restart_are_reported_and_sighup_reloads() {
     assert!(!s.sb.path("elsewhere").exists());
     assert!(running.logs().contains("apply only after a restart"));
 }
+
+#[test]
+fn an_sts_change_re_assumes_every_role_without_dropping_what_they_serve() {
+    let s = Setup::new();
+    let path = s.sb.write("c.yaml", &s.config(&[("RoleA", "")], ""));
+    let _running = s.start(&path);
+    s.wait_ready();
+    let key = s.key_id("RoleA");
+    let moved = s
+        .config(&[("RoleA", "")], "")
+        .replacen("sts:\n", "sts:\n  region: eu-west-1\n", 1);
+    std::fs::write(&path, moved).unwrap();
+    // Until the new credentials arrive, the old ones stay in place: the file never goes away.
+    let start = std::time::Instant::now();
+    while s.calls("RoleA") < 2 || !s.out.join("RoleA.json").exists() || s.key_id("RoleA") == key {
+        assert!(
+            s.out.join("RoleA.json").exists(),
+            "RoleA.json went away during the reload"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "RoleA was not assumed again"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(s.status()["last_reload"]["result"], "success");
+    assert!(std::fs::read_to_string(s.out.join("config"))
+        .unwrap()
+        .contains("region = eu-west-1"));
+}

@@ -1,5 +1,5 @@
 //! The effective configuration: the YAML file, overridden by flags and `ROLERELAY_*` variables,
-//! over the defaults of SPEC.md, validated once so the rest of the program can trust it.
+//! over the documented defaults (README, Configuration), validated once so the rest of the program can trust it.
 //!
 //! Every error names the key (and the file line, or the flag it came from) and what to change.
 

@@ -63,11 +63,6 @@ impl RoleArn {
         &self.0
     }
 
-    /// The role's account id.
-    pub fn account(&self) -> &str {
-        self.0.split(':').nth(4).unwrap_or_default()
-    }
-
     /// The role's name: the last segment of its path.
     pub fn role_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or_default()
@@ -406,7 +401,6 @@ mod tests {
         let arn: RoleArn = "arn:aws:iam::111111111111:role/path/RoleForB"
             .parse()
             .unwrap();
-        assert_eq!(arn.account(), "111111111111");
         assert_eq!(arn.role_name(), "RoleForB");
         assert!("arn:aws-cn:iam::111111111111:role/R"
             .parse::<RoleArn>()

@@ -47,6 +47,8 @@ struct Inner {
     /// began) need not write the file again: many roles refreshing together write it once or
     /// twice, not once each.
     credentials_upto: u64,
+    /// Set by `remove_all` at shutdown: a write still in flight must not bring the files back.
+    closed: bool,
     config: OutputsConfig,
     /// Goes into the config INI.
     region: String,
@@ -59,6 +61,7 @@ impl Outputs {
     pub fn new(config: &OutputsConfig, region: &str, roles: &[RoleConfig]) -> Outputs {
         let inner = Inner {
             credentials_upto: 0,
+            closed: false,
             config: config.clone(),
             region: region.to_string(),
             roles: roles.iter().map(|r| r.name.clone()).collect(),
@@ -73,8 +76,10 @@ impl Outputs {
         self.inner.lock().expect("outputs lock poisoned")
     }
 
-    /// Creates the directory if missing, removes temporary files a crash left, and writes `config`.
-    pub fn prepare(&self, state: &State) -> io::Result<usize> {
+    /// Creates the directory if missing, removes temporary files a crash left and the files of
+    /// configured roles whose credentials expired meanwhile (an emptyDir outlives a container
+    /// restart), and writes `config`. Valid files of an earlier run stay until replaced.
+    pub fn prepare(&self, state: &State, now: SystemTime) -> io::Result<usize> {
         let inner = self.lock();
         let dir = &inner.config.directory;
         if !dir.is_dir() {
@@ -83,7 +88,14 @@ impl Outputs {
                 std::os::unix::fs::chown(dir, Some(o.uid), Some(o.gid))?;
             }
         }
-        let removed = atomic::remove_stale_temp_files(dir)?;
+        let mut removed = atomic::remove_stale_temp_files(dir)?;
+        for role in &inner.roles {
+            let json = dir.join(format!("{role}.json"));
+            if json.exists() && process_json::read_current(dir, role.as_str(), now).is_err() {
+                inner.remove_role_files(role);
+                removed += 1;
+            }
+        }
         match inner.write_config(state) {
             Some(failure) => Err(io::Error::other(failure.1)),
             None => Ok(removed),
@@ -188,6 +200,22 @@ impl Outputs {
                 }
             }
         }
+        // An output turned off can no longer fail: forget its last error, or the role stays unready.
+        let c = &inner.config;
+        let off: Vec<&'static str> = [
+            (c.credentials_file.is_none(), CREDENTIALS),
+            (c.config_file.is_none(), CONFIG),
+            (!c.process_json, PROCESS_JSON),
+            (!c.env_file, ENV_FILE),
+        ]
+        .into_iter()
+        .filter_map(|(is_off, output)| is_off.then_some(output))
+        .collect();
+        for role in &inner.roles {
+            state.update(role, |s| {
+                s.write_errors.retain(|output, _| !off.contains(output))
+            });
+        }
         failures.extend(inner.write_config(state));
         for role in inner.roles.clone() {
             failures.extend(inner.write_role_files(state, &role, now));
@@ -197,22 +225,30 @@ impl Outputs {
     }
 
     /// Removes every file rolerelay writes (for `remove_on_exit`).
+    /// Later writes are skipped, so a write still in flight cannot bring a file back; every file
+    /// is tried, and the first error is returned.
     pub fn remove_all(&self, extra: &[String]) -> io::Result<()> {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.closed = true;
         let c = &inner.config;
-        let fixed = [c.credentials_file.as_deref(), c.config_file.as_deref()];
-        for name in fixed
+        let fixed = [c.credentials_file.clone(), c.config_file.clone()];
+        let roles = inner
+            .roles
+            .iter()
+            .flat_map(|r| [format!("{r}.json"), format!("{r}.env")]);
+        let names: Vec<String> = fixed
             .into_iter()
             .flatten()
-            .chain(extra.iter().map(String::as_str))
-        {
-            atomic::remove(&c.directory, name)?;
+            .chain(extra.iter().cloned())
+            .chain(roles)
+            .collect();
+        let mut first_error = None;
+        for name in names {
+            if let Err(e) = atomic::remove(&c.directory, &name) {
+                first_error.get_or_insert(e);
+            }
         }
-        for role in &inner.roles {
-            atomic::remove(&c.directory, &format!("{role}.json"))?;
-            atomic::remove(&c.directory, &format!("{role}.env"))?;
-        }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Writes a file of the output directory with the configured mode and owner.
@@ -223,6 +259,9 @@ impl Outputs {
 
 impl Inner {
     fn write(&self, name: &str, body: &str) -> Result<(), String> {
+        if self.closed {
+            return Ok(());
+        }
         let c = &self.config;
         atomic::write(&c.directory, name, body.as_bytes(), c.file_mode.0, c.owner)
             .map_err(|e| format!("cannot write {}: {e}", c.directory.join(name).display()))

@@ -108,7 +108,7 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
     let roles = [role("a"), role("b")];
     let state = State::new(&roles);
     let outputs = Outputs::new(&config(&dir), "us-east-1", &roles);
-    outputs.prepare(&state).unwrap();
+    outputs.prepare(&state, SystemTime::UNIX_EPOCH).unwrap();
     assert!(std::fs::read_to_string(dir.join("config"))
         .unwrap()
         .contains("[profile b]"));
@@ -146,7 +146,7 @@ fn a_failed_write_is_reported_and_remembered() {
     let roles = [role("a")];
     let state = State::new(&roles);
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
-    outputs.prepare(&state).unwrap();
+    outputs.prepare(&state, SystemTime::UNIX_EPOCH).unwrap();
     std::fs::create_dir(tmp.path().join("a.env")).unwrap();
     std::fs::write(tmp.path().join("a.env/x"), "").unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
@@ -167,5 +167,75 @@ fn a_failed_write_is_reported_and_remembered() {
     );
     std::fs::remove_dir_all(tmp.path().join("a.env")).unwrap();
     assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
+}
+
+#[test]
+fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a"), role("b")];
+    let state = State::new(&roles);
+    let before = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    let earlier = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    earlier.prepare(&state, before).unwrap();
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    assert!(earlier.publish(&state, &name("a"), before).is_empty());
+    std::fs::write(tmp.path().join("b.json"), "torn").unwrap();
+    std::fs::write(tmp.path().join("unrelated.json"), "{}").unwrap();
+
+    let restarted = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    assert_eq!(
+        restarted.prepare(&State::new(&roles), before).unwrap(),
+        1,
+        "the unreadable b.json"
+    );
+    assert!(tmp.path().join("a.json").exists(), "still valid: kept");
+    let after = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY + 1);
+    assert_eq!(restarted.prepare(&State::new(&roles), after).unwrap(), 1);
+    assert!(
+        !tmp.path().join("a.json").exists() && !tmp.path().join("a.env").exists(),
+        "expired: removed"
+    );
+    assert!(
+        tmp.path().join("unrelated.json").exists(),
+        "files of no configured role are left alone"
+    );
+}
+
+#[test]
+fn nothing_is_written_after_remove_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a")];
+    let state = State::new(&roles);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    outputs.prepare(&state, now).unwrap();
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    outputs.remove_all(&[]).unwrap();
+    // A refresh that was already writing when SIGTERM came finishes after the removal.
+    assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn turning_an_output_off_forgets_its_last_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a")];
+    let state = State::new(&roles);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    outputs.prepare(&state, now).unwrap();
+    state.update(&name("a"), |s| {
+        s.credentials = Some(Arc::new(creds('A')));
+        s.write_errors.insert(ENV_FILE, "disk full".into());
+    });
+    let off = OutputsConfig {
+        env_file: false,
+        ..config(tmp.path())
+    };
+    assert!(outputs
+        .reconfigure(&off, "us-east-1", &state, now)
+        .is_empty());
     assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
 }
