@@ -279,21 +279,7 @@ fn credential_process_prints_current_credentials_only() {
     let moto = Moto::start();
     let sb = Sandbox::new();
     let out = sb.path("out");
-    let (status, _, stderr) = run({
-        let mut c = sb.rolerelay();
-        c.args([
-            "once",
-            "--role-arn",
-            ROLE_A,
-            "--role-name",
-            "a",
-            "--sts-endpoint-url",
-            &moto.url,
-            "--output-dir",
-        ])
-        .arg(&out);
-        c
-    });
+    let (status, _, stderr) = run(sb.once_one(ROLE_A, &moto.url, &out));
     assert!(status.success(), "{stderr}");
     let (status, stdout, _) = run({
         let mut c = sb.rolerelay();
@@ -327,21 +313,10 @@ fn source_credentials_come_from_the_default_chain_or_a_profile() {
     let moto = Moto::start();
     let sb = Sandbox::new();
     let once = |extra: &[&str], env: &[(&str, String)], out: &str| {
-        let mut c = sb.rolerelay();
+        let mut c = sb.once_one(ROLE_A, &moto.url, &sb.path(out));
         c.env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY");
-        c.args([
-            "once",
-            "--role-arn",
-            ROLE_A,
-            "--role-name",
-            "a",
-            "--sts-endpoint-url",
-            &moto.url,
-            "--output-dir",
-        ])
-        .arg(sb.path(out))
-        .args(extra);
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .args(extra);
         for (k, v) in env {
             c.env(k, v);
         }
@@ -431,21 +406,7 @@ fn a_chain_assumes_each_hop_with_the_previous_credentials() {
 fn an_unreachable_sts_fails_once_with_a_network_error() {
     let sb = Sandbox::new();
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let (status, _, stderr) = run({
-        let mut c = sb.rolerelay();
-        c.args([
-            "once",
-            "--role-arn",
-            ROLE_A,
-            "--role-name",
-            "a",
-            "--sts-endpoint-url",
-            &closed,
-            "--output-dir",
-        ])
-        .arg(sb.path("out"));
-        c
-    });
+    let (status, _, stderr) = run(sb.once_one(ROLE_A, &closed, &sb.path("out")));
     assert_eq!(status.code(), Some(1));
     assert!(
         stderr.contains("\"kind\":\"network\"") || stderr.contains("a (network:"),

@@ -28,21 +28,7 @@ fn each_sts_error_is_classified_and_explained() {
             moto.port,
             Arc::new(move |_: &str| Action::Reply(status, sts_error(code, "said the proxy"))),
         );
-        let (exit, _, stderr) = run({
-            let mut c = sb.rolerelay();
-            c.args([
-                "once",
-                "--role-arn",
-                ROLE,
-                "--role-name",
-                "a",
-                "--sts-endpoint-url",
-                &proxy.url,
-                "--output-dir",
-            ])
-            .arg(sb.path(code));
-            c
-        });
+        let (exit, _, stderr) = run(sb.once_one(ROLE, &proxy.url, &sb.path(code)));
         assert_eq!(exit.code(), Some(1), "{code}: {stderr}");
         let expected = format!("a ({kind}: {code}: said the proxy");
         assert!(
@@ -66,21 +52,7 @@ fn each_sts_error_is_classified_and_explained() {
         moto.port,
         Arc::new(|_: &str| Action::Reply(200, "<AssumeRoleResponse><Cred".into())),
     );
-    let (exit, _, stderr) = run({
-        let mut c = sb.rolerelay();
-        c.args([
-            "once",
-            "--role-arn",
-            ROLE,
-            "--role-name",
-            "a",
-            "--sts-endpoint-url",
-            &proxy.url,
-            "--output-dir",
-        ])
-        .arg(sb.path("malformed"));
-        c
-    });
+    let (exit, _, stderr) = run(sb.once_one(ROLE, &proxy.url, &sb.path("malformed")));
     assert_eq!(exit.code(), Some(1));
     assert!(stderr.contains("a (other: "), "{stderr}");
 }

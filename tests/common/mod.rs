@@ -128,6 +128,24 @@ impl Sandbox {
         cmd
     }
 
+    /// `rolerelay once` for one role, named `a`, against `sts`, writing to `out`; add to it, then
+    /// `run` it.
+    pub fn once_one(&self, role_arn: &str, sts: &str, out: &Path) -> Command {
+        let mut cmd = self.rolerelay();
+        cmd.args([
+            "once",
+            "--role-arn",
+            role_arn,
+            "--role-name",
+            "a",
+            "--sts-endpoint-url",
+            sts,
+            "--output-dir",
+        ])
+        .arg(out);
+        cmd
+    }
+
     /// The AWS CLI, with no credentials but what `env` gives it.
     pub fn aws(&self, moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = self.command("aws");
