@@ -113,7 +113,7 @@ pub async fn run(
             token.clone(),
             endpoint.token_file.clone(),
         );
-        tokio::task::spawn_blocking(move || outputs.write(&name, t.expose()))
+        tokio::task::spawn_blocking(move || outputs.write_token(&name, &t))
             .await?
             .map_err(anyhow::Error::msg)
             .context("cannot write the endpoint token file")?;
@@ -179,8 +179,7 @@ pub async fn run(
     }
     if sidecar.config.outputs.remove_on_exit {
         let outputs = sidecar.shared.outputs.clone();
-        let token_file = endpoint.enabled.then(|| endpoint.token_file.clone());
-        tokio::task::spawn_blocking(move || outputs.remove_all(token_file.as_slice()))
+        tokio::task::spawn_blocking(move || outputs.remove_all())
             .await?
             .context("cannot remove the output files")?;
         info!("removed the output files");

@@ -652,6 +652,19 @@ impl Resolver<'_> {
         let key = |k: &str| format!("roles[{i}].{k}");
 
         role.chain = r.chain.iter().map(|s| s.value.clone()).collect();
+        if let Some(first) = r.chain.first() {
+            let one_hour = Duration::from_secs(3600);
+            if role.duration.0.min(one_hour) <= refresh.min_remaining.0 {
+                return Err(ConfigError {
+                    at: self.at(&key("chain"), first.referenced.line()),
+                    message: format!(
+                        "a role assumed through a chain gets at most 1h from STS, which is not longer than \
+                         refresh.min_remaining ({}): lower min_remaining below 1h",
+                        refresh.min_remaining
+                    ),
+                });
+            }
+        }
         role.policy = self
             .file(&key("policy"), &r.policy)
             .map(|s| {

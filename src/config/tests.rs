@@ -281,6 +281,13 @@ fn cross_field_errors_say_what_to_change() {
         "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 13h\n",
     );
     assert!(err.contains("use 15m to 12h"), "{err}");
+    let err = error(
+        "refresh:\n  min_remaining: 1h\nroles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 2h\n    chain: [arn:aws:iam::222222222222:role/H]\n",
+    );
+    assert!(
+        err.starts_with("c.yaml:7: roles[0].chain: a role assumed through a chain gets at most 1h"),
+        "{err}"
+    );
     let err = error("roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    policy: '{not json'\n");
     assert!(
         err.starts_with("c.yaml:4: roles[0].policy: the session policy is not valid JSON"),

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::config::{OutputsConfig, RoleConfig, RoleName};
+use crate::credentials::Secret;
 use crate::state::State;
 
 /// Output names, as the `output` label of `rolerelay_output_write_errors_total` uses them.
@@ -27,6 +28,8 @@ pub const CONFIG: &str = "config";
 pub const PROCESS_JSON: &str = "process_json";
 /// `<role>.env`.
 pub const ENV_FILE: &str = "env_file";
+/// The endpoint's token file.
+pub const TOKEN: &str = "token";
 
 /// A failed write: which output and why.
 pub type WriteFailure = (&'static str, String);
@@ -49,6 +52,8 @@ struct Inner {
     credentials_upto: u64,
     /// Set by `remove_all` at shutdown: a write still in flight must not bring the files back.
     closed: bool,
+    /// The endpoint's token file, once written: rewritten when the mode or owner change.
+    token: Option<(String, Secret)>,
     config: OutputsConfig,
     /// Goes into the config INI.
     region: String,
@@ -62,6 +67,7 @@ impl Outputs {
         let inner = Inner {
             credentials_upto: 0,
             closed: false,
+            token: None,
             config: config.clone(),
             region: region.to_string(),
             roles: roles.iter().map(|r| r.name.clone()).collect(),
@@ -221,27 +227,26 @@ impl Outputs {
             failures.extend(inner.write_role_files(state, &role, now));
         }
         failures.extend(inner.write_credentials(state, now));
+        if let Some((name, token)) = &inner.token {
+            failures.extend(inner.write(name, token.expose()).err().map(|e| (TOKEN, e)));
+        }
         failures
     }
 
     /// Removes every file rolerelay writes (for `remove_on_exit`).
     /// Later writes are skipped, so a write still in flight cannot bring a file back; every file
     /// is tried, and the first error is returned.
-    pub fn remove_all(&self, extra: &[String]) -> io::Result<()> {
+    pub fn remove_all(&self) -> io::Result<()> {
         let mut inner = self.lock();
         inner.closed = true;
         let c = &inner.config;
-        let fixed = [c.credentials_file.clone(), c.config_file.clone()];
+        let token = inner.token.as_ref().map(|(name, _)| name.clone());
+        let fixed = [c.credentials_file.clone(), c.config_file.clone(), token];
         let roles = inner
             .roles
             .iter()
             .flat_map(|r| [format!("{r}.json"), format!("{r}.env")]);
-        let names: Vec<String> = fixed
-            .into_iter()
-            .flatten()
-            .chain(extra.iter().cloned())
-            .chain(roles)
-            .collect();
+        let names: Vec<String> = fixed.into_iter().flatten().chain(roles).collect();
         let mut first_error = None;
         for name in names {
             if let Err(e) = atomic::remove(&c.directory, &name) {
@@ -251,9 +256,13 @@ impl Outputs {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Writes a file of the output directory with the configured mode and owner.
-    pub fn write(&self, name: &str, body: &str) -> Result<(), String> {
-        self.lock().write(name, body)
+    /// Writes the endpoint's token file (without a trailing newline: SDKs send it verbatim), and
+    /// keeps it to rewrite after a reload and to remove at exit.
+    pub fn write_token(&self, name: &str, token: &Secret) -> Result<(), String> {
+        let mut inner = self.lock();
+        inner.write(name, token.expose())?;
+        inner.token = Some((name.to_string(), token.clone()));
+        Ok(())
     }
 }
 

@@ -212,7 +212,13 @@ fn nothing_is_written_after_remove_all() {
     outputs.prepare(&state, now).unwrap();
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
     assert!(outputs.publish(&state, &name("a"), now).is_empty());
-    outputs.remove_all(&[]).unwrap();
+    outputs.write_token("token", &Secret::new("t0ken")).unwrap();
+    assert_eq!(
+        std::fs::read(tmp.path().join("token")).unwrap(),
+        b"t0ken",
+        "no trailing newline"
+    );
+    outputs.remove_all().unwrap();
     // A refresh that was already writing when SIGTERM came finishes after the removal.
     assert!(outputs.publish(&state, &name("a"), now).is_empty());
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
