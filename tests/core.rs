@@ -354,6 +354,33 @@ fn source_credentials_come_from_the_default_chain_or_a_profile() {
         assert!(!stderr.contains("profile-secret-xyz") && !stderr.contains("process-secret-xyz"));
     }
 
+    // An EC2 instance profile through IMDSv2: the scenario rolerelay grew from.
+    let imds = common::imds::Imds::start();
+    let mut c = sb.once_one(ROLE_A, &moto.url, &sb.path("imds"));
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url);
+    let (status, _, stderr) = run(c);
+    assert!(status.success(), "IMDSv2: {stderr}");
+    assert!(!stderr.contains("instance-profile-secret"));
+    let mut c = sb.rolerelay();
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url)
+        .args(["doctor", "--role-arn", ROLE_A, "--sts-endpoint-url", &moto.url, "--output-dir"])
+        .arg(sb.path("imds"))
+        .args(["--config", sb.write("listen.yaml", &format!("server:\n  listen: 127.0.0.1:{}\ncredentials_endpoint:\n  listen: 127.0.0.1:{}\n", free_port(), free_port())).to_str().unwrap()]);
+    let (status, out, _) = run(c);
+    assert!(status.success(), "{out}");
+    let found = format!(
+        "✓ source credentials: IMDSv2 (EC2 instance profile): access key {}",
+        common::imds::ACCESS_KEY_ID
+    );
+    assert!(out.contains(&found), "{out}");
+    assert!(!out.contains("instance-profile-secret") && !out.contains("instance-profile-token"));
+
     // No source at all: a clear, classified failure and exit 1.
     let (status, _, stderr) = once(&[], &[], "none");
     assert_eq!(status.code(), Some(1));

@@ -2,6 +2,7 @@
 //! each in a clean environment that cannot see the machine's own AWS configuration.
 #![allow(dead_code)]
 
+pub mod imds;
 pub mod proxy;
 pub mod reader;
 pub mod sidecar;
