@@ -202,14 +202,20 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     );
 }
 
-#[test]
-fn nothing_is_written_after_remove_all() {
+/// Outputs for one role `a` in a new directory, prepared a minute before its credentials expire.
+fn one_role() -> (tempfile::TempDir, State, Outputs, SystemTime) {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a")];
     let state = State::new(&roles);
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     outputs.prepare(&state, now).unwrap();
+    (tmp, state, outputs, now)
+}
+
+#[test]
+fn nothing_is_written_after_remove_all() {
+    let (tmp, state, outputs, now) = one_role();
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
     assert!(outputs.publish(&state, &name("a"), now).is_empty());
     outputs.write_token("token", &Secret::new("t0ken")).unwrap();
@@ -226,12 +232,7 @@ fn nothing_is_written_after_remove_all() {
 
 #[test]
 fn turning_an_output_off_forgets_its_last_error() {
-    let tmp = tempfile::tempdir().unwrap();
-    let roles = [role("a")];
-    let state = State::new(&roles);
-    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
-    outputs.prepare(&state, now).unwrap();
+    let (tmp, state, outputs, now) = one_role();
     state.update(&name("a"), |s| {
         s.credentials = Some(Arc::new(creds('A')));
         s.write_errors.insert(ENV_FILE, "disk full".into());
