@@ -156,7 +156,6 @@ pub async fn refresh(
         s.last_success = Some(now);
         s.consecutive_failures = 0;
         s.last_error = None;
-        s.published = false;
     });
     publish(shared, role).await
 }
@@ -293,6 +292,7 @@ pub async fn run(shared: Shared, role: RoleConfig, mut shutdown: watch::Receiver
 
 /// Removes `role`'s files once its credentials expired with no refresh to replace them.
 async fn withdraw(shared: &Shared, role: &RoleConfig) {
+    shared.state.update(&role.name, |s| s.published = false);
     error!(role = %role.name, role_arn = %role.role_arn,
         "credentials expired before a refresh succeeded; their files are removed until one does");
     let (outputs, state, name) = (

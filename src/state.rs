@@ -27,7 +27,9 @@ pub struct RoleState {
     pub last_error: Option<AssumeError>,
     /// Outputs whose last write for this role failed, with the reason.
     pub write_errors: BTreeMap<&'static str, String>,
-    /// True once the current credentials were written to every output.
+    /// True once credentials were written to every output, and until they are withdrawn. It
+    /// stays true while newer credentials are being written over still-valid ones, so a refresh
+    /// never flickers readiness; a failed write shows in `write_errors` instead.
     pub published: bool,
     /// When the role's loop must next show progress (wake up, or finish a call or a write);
     /// none while it waits for its turn to call STS.
