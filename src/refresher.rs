@@ -163,8 +163,10 @@ pub async fn refresh(
 /// Writes `role`'s current credentials to every output, and records and counts what failed.
 pub async fn publish(shared: &Shared, role: &RoleConfig) -> Result<(), RefreshError> {
     let now = clock::now();
-    shared.state.update(&role.name, |s| {
-        s.heartbeat_deadline = Some(now + HEARTBEAT_GRACE)
+    // The files get these credentials or newer ones (a later refresh may overtake this write).
+    let writing = shared.state.update(&role.name, |s| {
+        s.heartbeat_deadline = Some(now + HEARTBEAT_GRACE);
+        s.credentials.as_ref().map(|c| c.expiration)
     });
     let (outputs, state, name) = (
         shared.outputs.clone(),
@@ -183,7 +185,9 @@ pub async fn publish(shared: &Shared, role: &RoleConfig) -> Result<(), RefreshEr
             .inc();
     }
     if failures.is_empty() {
-        shared.state.update(&role.name, |s| s.published = true);
+        shared
+            .state
+            .update(&role.name, |s| s.published = writing.flatten());
         Ok(())
     } else {
         Err(RefreshError::Write(failures))
@@ -292,7 +296,7 @@ pub async fn run(shared: Shared, role: RoleConfig, mut shutdown: watch::Receiver
 
 /// Removes `role`'s files once its credentials expired with no refresh to replace them.
 async fn withdraw(shared: &Shared, role: &RoleConfig) {
-    shared.state.update(&role.name, |s| s.published = false);
+    shared.state.update(&role.name, |s| s.published = None);
     error!(role = %role.name, role_arn = %role.role_arn,
         "credentials expired before a refresh succeeded; their files are removed until one does");
     let (outputs, state, name) = (

@@ -27,10 +27,10 @@ pub struct RoleState {
     pub last_error: Option<AssumeError>,
     /// Outputs whose last write for this role failed, with the reason.
     pub write_errors: BTreeMap<&'static str, String>,
-    /// True once credentials were written to every output, and until they are withdrawn. It
-    /// stays true while newer credentials are being written over still-valid ones, so a refresh
-    /// never flickers readiness; a failed write shows in `write_errors` instead.
-    pub published: bool,
+    /// The expiration of the credentials last written to every output, until they are
+    /// withdrawn. Newer credentials being written over still-valid ones leave it as it is, so a
+    /// refresh never flickers readiness; a failed write shows in `write_errors` instead.
+    pub published: Option<SystemTime>,
     /// When the role's loop must next show progress (wake up, or finish a call or a write);
     /// none while it waits for its turn to call STS.
     pub heartbeat_deadline: Option<SystemTime>,
@@ -62,16 +62,25 @@ impl RoleState {
         if let Some((output, _)) = self.write_errors.iter().next() {
             return Err(format!("the {output} output could not be written"));
         }
-        if !self.published {
+        let Some(published) = self.published else {
             return Err("the credentials are not written to every output yet".into());
-        }
-        let remaining = creds.expiration.duration_since(now).unwrap_or_default();
-        if self.consecutive_failures > 0 && remaining < min_remaining {
-            return Err(format!(
-                "the credentials expire in {}s and refreshing them fails{}",
-                remaining.as_secs(),
-                failing()
-            ));
+        };
+        // What the files hold decides: newer credentials may still be on their way to them.
+        let remaining = published.duration_since(now).unwrap_or_default();
+        if remaining < min_remaining {
+            if self.consecutive_failures > 0 {
+                return Err(format!(
+                    "the credentials expire in {}s and refreshing them fails{}",
+                    remaining.as_secs(),
+                    failing()
+                ));
+            }
+            if published < creds.expiration {
+                return Err(format!(
+                    "the credentials in the outputs expire in {}s; newer ones are being written",
+                    remaining.as_secs()
+                ));
+            }
         }
         Ok(())
     }
@@ -144,16 +153,13 @@ impl State {
             .remove(name);
     }
 
-    /// Runs `f` on one role's state, if the role exists.
-    pub fn update(&self, name: &RoleName, f: impl FnOnce(&mut RoleState)) {
-        if let Some(role) = self
-            .roles
+    /// Runs `f` on one role's state and returns its result, if the role exists.
+    pub fn update<T>(&self, name: &RoleName, f: impl FnOnce(&mut RoleState) -> T) -> Option<T> {
+        self.roles
             .write()
             .expect("state lock poisoned")
             .get_mut(name)
-        {
-            f(role);
-        }
+            .map(f)
     }
 
     /// A copy of one role's state.
@@ -224,7 +230,7 @@ mod tests {
                 issued: at(0),
                 role_arn: "arn".into(),
             })),
-            published: true,
+            published: Some(at(expiry)),
             ..RoleState::default()
         }
     }
@@ -241,7 +247,7 @@ mod tests {
             .unwrap_err()
             .contains("expired"));
         let unpublished = RoleState {
-            published: false,
+            published: None,
             ..with_creds(3600)
         };
         assert!(unpublished.readiness(at(100), MIN).is_err());
@@ -276,6 +282,21 @@ mod tests {
             why.contains("expire in 600s") && why.contains("network"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn what_the_outputs_hold_decides_readiness_through_a_refresh() {
+        // A refresh succeeded after failures; its credentials are not written yet.
+        let mut recovering = with_creds(7200);
+        recovering.published = Some(at(3600));
+        let why = recovering.readiness(at(3600 - 600), MIN).unwrap_err();
+        assert!(why.contains("being written"), "{why}");
+        assert!(
+            recovering.readiness(at(100), MIN).is_ok(),
+            "the old ones have plenty left: no flicker"
+        );
+        recovering.published = Some(at(7200));
+        assert!(recovering.readiness(at(3600 - 600), MIN).is_ok());
     }
 
     #[test]
