@@ -32,8 +32,8 @@ fn main() -> std::io::Result<()> {
             use warp::Filter;
             let listener = TcpListener::bind(&addr).await?;
             let body = Bytes::from(vec![b'x'; BODY_SIZE]);
-            let route = warp::any().map(move || warp::http::Response::new(body.clone()));
-            warp::serve(route).incoming(listener).run().await;
+            let route = warp::any().map(move || warp::reply::Response::new(body.clone().into()));
+            rolerelay::http::serve(listener, route, std::future::pending()).await;
             Ok(())
         });
     }

@@ -7,8 +7,13 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tracing::debug;
 use warp::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -18,6 +23,9 @@ use crate::clock;
 use crate::credentials::rfc3339;
 use crate::refresher::Shared;
 use crate::state::RoleState;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A response with a status code, a content type and a body; never cached.
 pub fn respond(code: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
@@ -222,8 +230,12 @@ pub fn status(shared: &Shared, now: SystemTime) -> serde_json::Value {
     })
 }
 
-/// Serves `routes` on `listener` until `shutdown` completes; then stops accepting and lets the
-/// requests in flight finish.
+/// Serves `routes` over HTTP/1.1 on `listener` until `shutdown` completes; then stops accepting
+/// and lets the requests in flight finish.
+///
+/// warp's own server also speaks HTTP/2, which no credential client asks a sidecar for; serving
+/// the filter with hyper's HTTP/1 connection keeps that code out of the binary, and bounds how
+/// long a client may take to send its headers.
 pub async fn serve<F>(
     listener: TcpListener,
     routes: F,
@@ -231,9 +243,33 @@ pub async fn serve<F>(
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let service = TowerToHyperService::new(warp::service(routes));
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: let connections close before retrying.
+                    debug!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
 }

@@ -345,3 +345,31 @@ fn a_busy_port_or_a_public_endpoint_address_stops_the_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_disconnected_without_blocking_others() {
+    use std::io::{Read, Write};
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let sidecar = Sidecar::start(&sb, &moto.url, &["app"], "");
+    let address = sidecar.status.trim_start_matches("http://");
+    let mut slow = std::net::TcpStream::connect(address).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    assert_eq!(sidecar.get("/healthz").0, 200, "others are still served");
+
+    // The server gives up on the headers after 10 s and closes the connection.
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = slow.read_to_end(&mut answer);
+    assert!(
+        read.is_ok(),
+        "the connection is closed, not left open: {read:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "no answer to half a request: {answer}"
+    );
+}
