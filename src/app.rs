@@ -240,17 +240,18 @@ impl Sidecar {
         let new = match Config::load(&self.args) {
             Ok(new) => new,
             Err(e) => {
-                metrics
-                    .config_reloads_total
-                    .with_label_values(&["error"])
-                    .inc();
-                error!(error = %e, "configuration reload refused; the running configuration stays");
+                // Status and log first, the counter last: whoever sees it grow finds the rest.
                 let status = ReloadStatus {
                     time: clock::now(),
                     error: Some(e.to_string()),
                     restart_needed: vec![],
                 };
                 self.shared.state.set_reload(status);
+                error!(error = %e, "configuration reload refused; the running configuration stays");
+                metrics
+                    .config_reloads_total
+                    .with_label_values(&["error"])
+                    .inc();
                 return;
             }
         };
@@ -276,15 +277,15 @@ impl Sidecar {
         }
         let restart_needed = d.restart_needed.clone();
         self.apply(new, d).await;
-        metrics
-            .config_reloads_total
-            .with_label_values(&["success"])
-            .inc();
         self.shared.state.set_reload(ReloadStatus {
             time: clock::now(),
             error: None,
             restart_needed,
         });
+        metrics
+            .config_reloads_total
+            .with_label_values(&["success"])
+            .inc();
     }
 
     async fn apply(&mut self, new: Config, d: Diff) {

@@ -118,10 +118,7 @@ pub async fn refresh(
     let creds = match result {
         Ok(creds) => Arc::new(creds),
         Err(e) => {
-            m.refresh_total.with_label_values(&[name, "error"]).inc();
-            m.refresh_errors_total
-                .with_label_values(&[name, e.kind.metric_label()])
-                .inc();
+            // The state first, the counters last: whoever sees a counter grow finds the rest.
             shared.state.update(&role.name, |s| {
                 s.consecutive_failures += 1;
                 s.last_error = Some(e.clone());
@@ -129,6 +126,10 @@ pub async fn refresh(
                     .with_label_values(&[name])
                     .set(i64::from(s.consecutive_failures));
             });
+            m.refresh_total.with_label_values(&[name, "error"]).inc();
+            m.refresh_errors_total
+                .with_label_values(&[name, e.kind.metric_label()])
+                .inc();
             return Err(e.into());
         }
     };
@@ -142,6 +143,13 @@ pub async fn refresh(
         took_ms = took.as_millis() as u64,
         "assumed role",
     );
+    shared.state.update(&role.name, |s| {
+        s.endpoint_body = Some(crate::endpoint::render(&creds));
+        s.credentials = Some(creds.clone());
+        s.last_success = Some(now);
+        s.consecutive_failures = 0;
+        s.last_error = None;
+    });
     m.refresh_total.with_label_values(&[name, "success"]).inc();
     m.consecutive_failures.with_label_values(&[name]).set(0);
     m.credentials_expiry_timestamp_seconds
@@ -150,13 +158,6 @@ pub async fn refresh(
     m.last_success_timestamp_seconds
         .with_label_values(&[name])
         .set(clock::unix_seconds(now));
-    shared.state.update(&role.name, |s| {
-        s.endpoint_body = Some(crate::endpoint::render(&creds));
-        s.credentials = Some(creds.clone());
-        s.last_success = Some(now);
-        s.consecutive_failures = 0;
-        s.last_error = None;
-    });
     publish(shared, role).await
 }
 

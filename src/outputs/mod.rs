@@ -134,8 +134,9 @@ impl Outputs {
         failures
     }
 
-    /// Sets the configured roles (after a reload) and rewrites `config`; the files of roles no
-    /// longer configured are removed and `credentials` is rewritten without them.
+    /// Sets the configured roles (after a reload) and rewrites `config`; `credentials` is
+    /// rewritten without the roles no longer configured, and then their own files are removed
+    /// (as in `withdraw`: once `<role>.json` is gone, so are the role's sections).
     pub fn set_roles(
         &self,
         roles: &[RoleConfig],
@@ -151,12 +152,9 @@ impl Outputs {
             .cloned()
             .collect();
         inner.roles = names;
-        let mut failures: Vec<WriteFailure> = gone
-            .iter()
-            .flat_map(|r| inner.remove_role_files(r))
-            .collect();
-        failures.extend(inner.write_config(state));
+        let mut failures: Vec<WriteFailure> = inner.write_config(state).into_iter().collect();
         failures.extend(inner.write_credentials(state, now));
+        failures.extend(gone.iter().flat_map(|r| inner.remove_role_files(r)));
         failures
     }
 
