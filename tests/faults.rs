@@ -32,7 +32,7 @@ fn assert_backoff(arrivals: &[Instant], backoff_max: Duration, window: Duration)
     assert!(per_second < 10.0, "a hot loop: {per_second:.1} calls/s");
     assert!(
         gaps.iter()
-            .all(|g| *g < backoff_max + Duration::from_millis(500)),
+            .all(|g| *g < backoff_max + Duration::from_secs(1)),
         "a gap beyond backoff_max: {gaps:?}"
     );
     assert!(
@@ -161,8 +161,10 @@ fn a_slow_sts_times_out_without_a_pile_up_of_calls() {
     wait_for("timeouts", Duration::from_secs(20), || {
         sidecar.errors("a", "timeout") >= 3.0 && sidecar.errors("b", "timeout") >= 3.0
     });
+    // One call per role, and one more for the moment between a client hanging up and the proxy
+    // seeing it; a pile-up (5 s replies, a call every ~300 ms) would reach ten or more.
     assert!(
-        proxy.max_in_flight() <= 2,
+        proxy.max_in_flight() <= 3,
         "calls piled up: {} in flight for 2 roles",
         proxy.max_in_flight()
     );
@@ -185,11 +187,11 @@ fn throttling_is_classified_and_backed_off() {
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let window = Duration::from_secs(8);
     std::thread::sleep(window);
-    let calls = proxy.count() as f64;
-    assert_eq!(
-        sidecar.errors("a", "throttled"),
-        calls,
-        "every call counted once, as throttled"
+    // The proxy counts a call when it arrives, the sidecar when the answer is read.
+    wait_for(
+        "every call counted once, as throttled",
+        Duration::from_secs(5),
+        || sidecar.errors("a", "throttled") == proxy.count() as f64,
     );
     assert_backoff(&proxy.arrivals(), Duration::from_secs(1), window);
 }
@@ -285,13 +287,22 @@ impl Tmpfs {
         Tmpfs(path)
     }
 
+    /// Remounts with `options`; read-only fails while a file is open for writing (the sidecar
+    /// writes every second), so it is retried.
     fn remount(&self, options: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        wait_for(
+            &format!("a remount {options}"),
+            Duration::from_secs(10),
+            || {
+                Command::new("mount")
+                    .args(["-o", &format!("remount,{options}")])
+                    .arg(&self.0)
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success()
+            },
+        );
     }
 }
 
@@ -319,19 +330,25 @@ fn a_full_or_read_only_disk_is_counted_keeps_the_old_files_and_recovers() {
         sidecar.metric("rolerelay_output_write_errors_total{output=\"process_json\",role=\"a\"}")
     };
 
-    // Fill the disk.
+    // Fill the disk, and keep it full: a rename in flight can free a page after the filler
+    // stopped.
     let filler = sidecar.out.join("filler");
     let mut file = std::fs::File::create(&filler).unwrap();
-    while std::io::Write::write_all(&mut file, &[0u8; 4096]).is_ok() {}
-    drop(file);
+    let mut fill = || while std::io::Write::write_all(&mut file, &[0u8; 4096]).is_ok() {};
     wait_for(
         "failed writes on a full disk",
         Duration::from_secs(10),
-        || write_errors() >= 1.0,
+        || {
+            fill();
+            write_errors() >= 1.0
+        },
     );
-    let (code, body) = sidecar.get("/readyz");
-    assert_eq!(code, 503);
-    assert!(body.contains("could not be written"), "{body}");
+    wait_for("/readyz to say why", Duration::from_secs(10), || {
+        fill();
+        let (code, body) = sidecar.get("/readyz");
+        code == 503 && body.contains("could not be written")
+    });
+    drop(file);
     assert_eq!(sidecar.get("/healthz").0, 200);
     assert!(
         process_json(&sidecar.out, "a")["AccessKeyId"].is_string(),
@@ -388,25 +405,25 @@ fn kill_9_during_rewrites_leaves_only_complete_files_and_no_temporaries_after_re
     let proxy = Proxy::start(moto.port, forward());
     let reader = Reader::start(sb.path("out"), &TEN, None);
     let extra = "refresh:\n  max_interval: 1s\n  jitter: 0.5\n";
+    // Temporary files are named `.rolerelay-tmp-<file>.<pid>.<n>`; the running one may have
+    // some in flight, the killed ones must have none left.
+    let mut killed: Vec<String> = Vec::new();
     for round in 0..5 {
         let sidecar = Sidecar::start(&sb, &proxy.url, &TEN, extra);
         sidecar.wait_readyz(200, Duration::from_secs(20));
-        let temporaries = std::fs::read_dir(&sidecar.out)
+        let left: Vec<String> = std::fs::read_dir(&sidecar.out)
             .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".rolerelay-tmp-")
-            })
-            .count();
-        assert_eq!(
-            temporaries, 0,
-            "round {round}: temporary files survived a restart"
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".rolerelay-tmp-"))
+            .filter(|name| killed.iter().any(|pid| name.contains(pid)))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "round {round}: temporary files survived a restart: {left:?}"
         );
         std::thread::sleep(Duration::from_millis(500 + fastrand::u64(0..1500)));
         sidecar.running.signal("KILL");
+        killed.push(format!(".{}.", sidecar.running.id()));
     }
     let report = reader.assert_clean();
     assert!(report.reads > 100);

@@ -215,7 +215,9 @@ fn a_configmap_update_adds_and_removes_roles_and_an_invalid_one_changes_nothing(
         .contains("RoleA"));
     assert!(!s.metrics().contains("role=\"RoleA\""));
     assert_eq!(s.status()["roles"][0]["name"], "RoleB");
-    assert_eq!(s.status()["last_reload"]["result"], "success");
+    wait_for("the reload to finish", Duration::from_secs(10), || {
+        s.status()["last_reload"]["result"] == "success"
+    });
     assert_no_secrets(&running.logs(), &secrets_in(&s.out));
 }
 

@@ -7,11 +7,13 @@ pub mod proxy;
 pub mod reader;
 pub mod sidecar;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A moto server on a free loopback port, stopped when dropped.
@@ -23,13 +25,20 @@ pub struct Moto {
     pub port: u16,
 }
 
-/// A free loopback port (free when asked; good enough for tests).
+/// A loopback port free when asked, and never handed out twice in this test process (tests run
+/// in parallel threads, and the kernel may offer a just-released port again).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 impl Moto {
@@ -54,6 +63,17 @@ impl Moto {
         };
         wait_for("moto server to listen", Duration::from_secs(30), || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        // moto loads a service's models on its first request, which takes seconds on a busy
+        // machine: pay for that here, not inside a test's bounds. Straight to moto, so a test's
+        // proxy counts only the sidecar's calls.
+        let warm_up = format!(
+            "{}/?Action=AssumeRole&Version=2011-06-15&RoleArn=arn:aws:iam::111111111111:role/warm-up&RoleSessionName=warm-up",
+            moto.url
+        );
+        let scope = "AWS4-HMAC-SHA256 Credential=AKIDWARMUP/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0";
+        wait_for("moto to answer AssumeRole", Duration::from_secs(60), || {
+            try_http_get(&warm_up, &[("Authorization", scope)]).is_ok_and(|(code, _)| code == 200)
         });
         moto
     }
@@ -197,6 +217,11 @@ impl Running {
             .spawn()
             .unwrap();
         Running { child, log }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends a signal by name (TERM, INT, KILL, HUP).

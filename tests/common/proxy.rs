@@ -2,7 +2,7 @@
 //! reset the connection, or forward and then rewrite or truncate moto's reply. It reads one
 //! request per connection and closes it after answering. The rule can be swapped while it runs.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -165,19 +165,24 @@ fn answer(
         }
         Action::Forward => client.write_all(&forward(request, upstream_port)?)?,
         Action::Slow(delay) => {
-            // Sleep in steps, and give up as soon as the client hangs up, so `in_flight`
-            // counts only requests a client still waits for.
-            client.set_nonblocking(true)?;
+            // Wait, and give up as soon as the client hangs up, so `in_flight` counts only
+            // requests a client still waits for.
             let until = Instant::now() + delay;
-            while Instant::now() < until {
-                let mut byte = [0u8; 1];
-                match client.peek(&mut byte) {
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                client.set_read_timeout(Some(left))?;
+                match client.peek(&mut [0u8; 1]) {
                     Ok(0) => return Ok(()),
-                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return Ok(()),
-                    _ => std::thread::sleep(Duration::from_millis(10)),
+                    // More bytes than the request: not a hang-up; do not spin on them.
+                    Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => return Ok(()),
                 }
             }
-            client.set_nonblocking(false)?;
+            client.set_read_timeout(None)?;
             client.write_all(&forward(request, upstream_port)?)?
         }
         Action::Reset => {

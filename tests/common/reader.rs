@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::{now, try_http_get};
 
@@ -30,8 +30,9 @@ pub struct Reader {
 }
 
 /// Expired-at-read tolerance for files: a file can outlive its credentials by the moment it
-/// takes the sidecar to withdraw it. The endpoint gets none.
-const FILE_GRACE: Duration = Duration::from_secs(2);
+/// takes the sidecar to notice and withdraw it (a wake-up and a few fsyncs, which a loaded disk
+/// can stretch to seconds). The endpoint gets none.
+const FILE_GRACE: Duration = Duration::from_secs(5);
 
 impl Reader {
     /// Reads `dir`'s outputs for `roles` and, if given, the endpoint (base URL) with the token
@@ -121,15 +122,18 @@ impl Check {
         }
     }
 
-    fn expiration(&mut self, source: &str, text: &str, grace: Duration) {
+    /// Checks that credentials read from `source` were still valid `grace` before the read
+    /// began at `asked` (the answer may arrive after they expired; that is no fault).
+    fn expiration(&mut self, source: &str, text: &str, asked: SystemTime, grace: Duration) {
         match humantime::parse_rfc3339(text) {
-            Ok(t) if t + grace > now() => {}
+            Ok(t) if t + grace > asked => {}
             Ok(_) => self.error(format!("{source}: expired credentials ({text})")),
             Err(_) => self.error(format!("{source}: unreadable Expiration {text:?}")),
         }
     }
 
     fn json(&mut self, dir: &Path, role: &str) {
+        let asked = now();
         let Some(text) = self.read(&dir.join(format!("{role}.json"))) else {
             return;
         };
@@ -152,10 +156,11 @@ impl Check {
             &s("SecretAccessKey"),
             &s("SessionToken"),
         );
-        self.expiration(&format!("{role}.json"), &s("Expiration"), FILE_GRACE);
+        self.expiration(&format!("{role}.json"), &s("Expiration"), asked, FILE_GRACE);
     }
 
     fn env(&mut self, dir: &Path, role: &str) {
+        let asked = now();
         let Some(text) = self.read(&dir.join(format!("{role}.env"))) else {
             return;
         };
@@ -173,6 +178,7 @@ impl Check {
         self.expiration(
             &format!("{role}.env"),
             &get("AWS_CREDENTIAL_EXPIRATION"),
+            asked,
             FILE_GRACE,
         );
     }
@@ -208,6 +214,7 @@ impl Check {
         let Ok(token) = std::fs::read_to_string(dir.join("token")) else {
             return;
         };
+        let asked = now();
         let (code, body) = match try_http_get(
             &format!("{url}/v1/credentials/{role}"),
             &[("Authorization", &token)],
@@ -232,7 +239,7 @@ impl Check {
                     &s("SecretAccessKey"),
                     &s("Token"),
                 );
-                self.expiration("endpoint", &s("Expiration"), Duration::ZERO);
+                self.expiration("endpoint", &s("Expiration"), asked, Duration::ZERO);
             }
             503 => {}
             other => self.error(format!("endpoint: HTTP {other}")),
