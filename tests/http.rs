@@ -53,9 +53,7 @@ fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
 
     let _moto = Moto::start_on(sts_port);
     // backoff_max is 1s: ready within that and a little.
-    wait_for("readiness once STS is up", Duration::from_secs(10), || {
-        sidecar.get("/readyz").0 == 200
-    });
+    sidecar.wait_readyz(200, Duration::from_secs(10));
     assert_eq!(sidecar.healthcheck(&sb, "/readyz"), 0);
     let (code, body) = sidecar.credentials("app", Some(&sidecar.token()));
     assert_eq!(code, 200, "{body}");
@@ -66,9 +64,7 @@ fn the_aws_cli_and_boto3_use_the_endpoint() {
     let moto = Moto::start();
     let sb = Sandbox::new();
     let sidecar = Sidecar::start(&sb, &moto.url, &["app"], "");
-    wait_for("readiness", Duration::from_secs(20), || {
-        sidecar.get("/readyz").0 == 200
-    });
+    sidecar.wait_readyz(200, Duration::from_secs(20));
     let token = sidecar.token();
     assert!(
         !token.ends_with('\n') && token.len() >= 32,
@@ -124,9 +120,7 @@ fn the_endpoint_refuses_wrong_tokens_and_unknown_roles_and_counts_every_request(
     let moto = Moto::start();
     let sb = Sandbox::new();
     let sidecar = Sidecar::start(&sb, &moto.url, &["app"], "");
-    wait_for("readiness", Duration::from_secs(20), || {
-        sidecar.get("/readyz").0 == 200
-    });
+    sidecar.wait_readyz(200, Duration::from_secs(20));
     let token = sidecar.token();
     let wrong = format!("{}0", &token[..token.len() - 1]);
     assert_eq!(sidecar.credentials("app", None).0, 401);
@@ -183,9 +177,7 @@ fn metrics_pass_promtool_and_carry_every_spec_metric_after_success_and_failure()
         &["app"],
         "refresh:\n  max_interval: 1s\n  backoff_initial: 100ms\n  backoff_max: 1s\n",
     );
-    wait_for("readiness", Duration::from_secs(20), || {
-        sidecar.get("/readyz").0 == 200
-    });
+    sidecar.wait_readyz(200, Duration::from_secs(20));
     sidecar.credentials("app", Some(&sidecar.token()));
     let (_, after_success) = sidecar.get("/metrics");
     drop(moto); // STS goes away: the next refreshes fail.
@@ -278,9 +270,7 @@ fn no_secret_reaches_status_metrics_or_logs_and_sigterm_stops_both_servers() {
         &["app"],
         "refresh:\n  max_interval: 1s\n  backoff_initial: 100ms\n  backoff_max: 1s\n",
     );
-    wait_for("readiness", Duration::from_secs(20), || {
-        sidecar.get("/readyz").0 == 200
-    });
+    sidecar.wait_readyz(200, Duration::from_secs(20));
     let token = sidecar.token();
     let mut secrets = vec![token.clone()];
     let mut seen = String::new();
