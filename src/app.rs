@@ -132,7 +132,7 @@ pub async fn run(
     }
 
     let (trigger, mut triggered) = mpsc::channel(1);
-    let _watcher = args.config.as_deref().and_then(|path| match reload::watch(path, trigger) {
+    let _watcher = args.config.as_deref().filter(|p| !p.as_os_str().is_empty()).and_then(|path| match reload::watch(path, trigger) {
         Ok(watcher) => Some(watcher),
         Err(e) => {
             warn!(path = %path.display(), error = %e, "cannot watch the configuration file; reload with SIGHUP");

@@ -148,13 +148,47 @@ pub fn parse(text: &str) -> Result<FileConfig, FileError> {
                 message = stripped.to_string();
             }
         }
+        let mut key = match key.trim_end_matches(".value") {
+            "" | "." => "(top level)".to_string(),
+            path => path.to_string(),
+        };
+        let message = match duplicate_key(&message) {
+            Some(duplicate) => {
+                // The parser names the mapping's key `?`; name the repeated key itself.
+                key = match key.strip_suffix('?') {
+                    Some(parent) => format!("{parent}{duplicate}"),
+                    None => duplicate.to_string(),
+                };
+                format!("`{duplicate}` is set twice in the same mapping: keep one")
+            }
+            None => what_to_write(&message),
+        };
         FileError {
             line: location.map(|l| l.line()),
-            key: match key.trim_end_matches(".value") {
-                "" | "." => "(top level)".into(),
-                path => path.to_string(),
-            },
+            key,
             message,
         }
     })
+}
+
+/// The key a "duplicate mapping key" error names.
+fn duplicate_key(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("duplicate mapping key: ")?;
+    Some(rest.split(',').next().unwrap_or(rest).trim())
+}
+
+/// The parser's words for a value of the wrong shape, turned into what to write instead.
+fn what_to_write(message: &str) -> String {
+    let hint = match message {
+        m if m.starts_with("invalid u") || m.starts_with("invalid i") => {
+            "expected a whole number, like 16"
+        }
+        "invalid floating point" => "expected a number, like 0.5",
+        "invalid boolean" => "expected true or false",
+        "expected sequence start" => "expected a list (lines starting with `- `, or [a, b])",
+        "expected mapping start" => "expected a mapping (indented `key: value` lines)",
+        "expected string scalar" => "expected a single value, not a list or a mapping",
+        _ => return message.to_string(),
+    };
+    hint.to_string()
 }

@@ -193,7 +193,8 @@ impl OutputsConfig {
 impl Config {
     /// Loads the configuration from the flags, the file they name, and the process environment.
     pub fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {
-        let text = match &args.config {
+        let path = args.config.as_deref().filter(|p| !p.as_os_str().is_empty());
+        let text = match path {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
                 at: path.display().to_string(),
                 message: format!("cannot read the configuration file: {e}"),
@@ -203,7 +204,7 @@ impl Config {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Config::from_parts(
             args,
-            args.config.as_deref().zip(text.as_deref()),
+            path.zip(text.as_deref()),
             &env,
             &TemplateVars::from_env(),
         )
@@ -295,7 +296,8 @@ impl Resolver<'_> {
         })
     }
 
-    /// A value from a flag (or its variable), parsed with the same parser as the file's.
+    /// A value from a flag (or its variable), parsed with the same parser as the file's. An
+    /// empty value counts as unset, as a variable left empty in a manifest means to.
     fn flag<T: FromStr>(
         &self,
         flag: &str,
@@ -304,7 +306,9 @@ impl Resolver<'_> {
     where
         T::Err: std::fmt::Display,
     {
-        let Some(text) = v else { return Ok(None) };
+        let Some(text) = v.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
         let at = flag_label(flag);
         match text.parse() {
             Ok(value) => Ok(Some(Src { value, at })),
@@ -468,7 +472,7 @@ impl Resolver<'_> {
             credentials_endpoint,
             logging: LoggingConfig { format, level },
         };
-        self.check_file_names(&config)?;
+        self.check_file_names(&config, &f)?;
         Ok(config)
     }
 
@@ -609,7 +613,11 @@ impl Resolver<'_> {
         let session_name = session
             .map(|s| s.value)
             .unwrap_or_else(|| "rolerelay-{hostname}".parse().expect("valid default"));
-        let duration = duration.unwrap_or(Src { value: dur(3600), at: format!("{}: duration", name.at) }).check(|d| {
+        let default_at = match name.at.strip_suffix(".name") {
+            Some(role) => format!("{role}.duration"),
+            None => flag_label("--duration"),
+        };
+        let duration = duration.unwrap_or(Src { value: dur(3600), at: default_at }).check(|d| {
             let secs = d.0.as_secs();
             if !(900..=43_200).contains(&secs) {
                 return Err(format!("session duration {d} is outside what STS allows: use 15m to 12h"));
@@ -842,28 +850,35 @@ impl Resolver<'_> {
     }
 
     /// The fixed file names must not collide with each other or with a role's `<role>.json`/`.env`.
-    fn check_file_names(&self, c: &Config) -> Result<(), ConfigError> {
+    fn check_file_names(&self, c: &Config, f: &FileConfig) -> Result<(), ConfigError> {
         let mut seen = HashSet::new();
         let fixed = [
             (
                 "outputs.credentials_file",
+                &f.outputs.credentials_file,
                 c.outputs.credentials_file.as_deref(),
             ),
-            ("outputs.config_file", c.outputs.config_file.as_deref()),
+            (
+                "outputs.config_file",
+                &f.outputs.config_file,
+                c.outputs.config_file.as_deref(),
+            ),
             (
                 "credentials_endpoint.token_file",
+                &f.credentials_endpoint.token_file,
                 Some(c.credentials_endpoint.token_file.as_str()),
             ),
         ];
-        for (key, name) in fixed {
+        for (key, in_file, name) in fixed {
             let Some(name) = name else { continue };
             let clashes_with_role = c
                 .roles
                 .iter()
                 .any(|r| name == r.file_name("json") || name == r.file_name("env"));
             if !seen.insert(name) || clashes_with_role {
+                let at = self.file(key, in_file).map_or(key.to_string(), |s| s.at);
                 return Err(ConfigError {
-                    at: key.into(),
+                    at,
                     message: format!(
                         "file name {name:?} is used by another output: give it a name of its own"
                     ),

@@ -237,7 +237,13 @@ fn errors_name_the_line_the_key_and_the_fix() {
         ("logging:\n  level: loud\n", "c.yaml:2: logging.level: log level \"loud\""),
         ("refresh:\n  backoff_initial: 5m\n  backoff_max: 1m\n", "c.yaml:3: refresh.backoff_max: 1m is less than refresh.backoff_initial"),
         ("refresh:\n  concurrency: 0\n", "c.yaml:2: refresh.concurrency: must be at least 1"),
-        ("roles: {}\n", "c.yaml:1: roles:"),
+        ("roles: {}\n", "c.yaml:1: roles: expected a list"),
+        ("refresh:\n  concurrency: lots\n", "c.yaml:2: refresh.concurrency: expected a whole number, like 16"),
+        ("refresh:\n  jitter: some\n", "c.yaml:2: refresh.jitter: expected a number, like 0.5"),
+        ("credentials_endpoint:\n  enabled: maybe\n", "c.yaml:2: credentials_endpoint.enabled: expected true or false"),
+        ("sts: us-east-1\n", "c.yaml:1: sts: expected a mapping (indented `key: value` lines)"),
+        ("sts:\n  region: a\n  region: b\n", "c.yaml:3: sts.region: `region` is set twice in the same mapping: keep one"),
+        ("sts:\n  region: a\nsts:\n  region: b\n", "c.yaml:3: sts: `sts` is set twice"),
         ("roles: []\n", "c.yaml: roles: no roles configured"),
     ];
     for (text, expected) in cases {
@@ -282,6 +288,13 @@ fn cross_field_errors_say_what_to_change() {
     );
     assert!(err.contains("use 15m to 12h"), "{err}");
     let err = error(
+        "refresh:\n  min_remaining: 2h\nroles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n",
+    );
+    assert!(
+        err.starts_with("c.yaml:4: roles[0].duration: session duration 1h is not longer than refresh.min_remaining (2h)"),
+        "the default duration is named as the role's key: {err}"
+    );
+    let err = error(
         "refresh:\n  min_remaining: 1h\nroles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 2h\n    chain: [arn:aws:iam::222222222222:role/H]\n",
     );
     assert!(
@@ -310,7 +323,7 @@ fn cross_field_errors_say_what_to_change() {
         "outputs:\n  credentials_file: account-a.json\n{MINIMAL}"
     ));
     assert!(
-        err.contains("outputs.credentials_file") && err.contains("used by another output"),
+        err.starts_with("c.yaml:2: outputs.credentials_file: file name \"account-a.json\" is used by another output"),
         "{err}"
     );
     let err = error(&format!(
@@ -348,6 +361,14 @@ fn flag_errors_name_the_flag_and_its_variable() {
         err.contains("no roles configured") && err.contains("--role-arn"),
         "{err}"
     );
+    // A variable left empty in a manifest is unset, not an invalid value.
+    let args = ConfigArgs {
+        region: Some(String::new()),
+        file_mode: Some(String::new()),
+        ..Default::default()
+    };
+    let config = load_with(&args, Some(MINIMAL), &[]).expect("empty values are unset");
+    assert_eq!(config.sts.region, "us-east-1");
 }
 
 #[test]
