@@ -15,11 +15,13 @@ RUN cargo build --release --locked \
 FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/rolerelay /rolerelay
-# The output directory exists and belongs to the runtime user, so an ECS bind-mount volume
-# (seeded from the image) and a plain `docker run` are writable without root.
+# The output directory exists and belongs to the runtime user. Declared a VOLUME, so ECS seeds
+# a task bind mount at this path from the image (with that owner), and a plain `docker run`
+# gets a writable anonymous volume; both without root. (It is also outputs.directory's default;
+# no ROLERELAY_OUTPUT_DIR here, which would override the configuration file.)
 COPY --from=build --chown=65532:65532 /out/var/run/rolerelay /var/run/rolerelay
+VOLUME ["/var/run/rolerelay"]
 USER 65532:65532
-ENV ROLERELAY_OUTPUT_DIR=/var/run/rolerelay
 EXPOSE 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["/rolerelay", "healthcheck"]
 ENTRYPOINT ["/rolerelay"]
