@@ -3,7 +3,7 @@
 //! is wrong and how to fix it. Cross-account trust fails in many ways and AWS's errors rarely say
 //! which; the hints here do.
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
@@ -305,9 +305,15 @@ pub async fn run(config: &Config) -> Report {
             config.credentials_endpoint.listen,
         ));
     }
+    // Run beside the sidecar (`kubectl exec`, ECS Exec), the ports are taken by it: that is fine.
+    let running = running_sidecar(config.server.listen);
     for (key, addr) in listens {
         checks.push(match TcpListener::bind(addr) {
             Ok(_) => Check::ok(format!("{key} {addr}"), "free to bind"),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && running => Check::ok(
+                format!("{key} {addr}"),
+                "in use by the running rolerelay (its /healthz answers)",
+            ),
             Err(e) => Check::fail(
                 format!("{key} {addr}"),
                 format!("cannot bind: {e}"),
@@ -322,6 +328,18 @@ pub async fn run(config: &Config) -> Report {
         ok: checks.iter().all(|c| c.ok),
         checks,
     }
+}
+
+/// Whether a rolerelay already serves `server.listen` here: its `/healthz` answers 200.
+fn running_sidecar(listen: SocketAddr) -> bool {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    crate::healthcheck::check(&format!("http://{addr}/healthz"), Duration::from_secs(2)).is_ok()
 }
 
 /// Tries each source of the default chain, in its order, and reports the first that works — or

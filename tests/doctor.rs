@@ -197,3 +197,32 @@ fn no_source_credentials_at_all_is_a_diagnosis_not_a_stack_of_errors() {
         "{out}"
     );
 }
+
+#[test]
+fn ports_held_by_the_running_sidecar_pass_and_ports_held_by_others_fail() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let sidecar = common::sidecar::Sidecar::start(&sb, &moto.url, &["a"], "");
+    let (code, out, err) = doctor(&sb, &sidecar.config, false);
+    assert_eq!(code, 0, "doctor beside the sidecar: {out}{err}");
+    assert_eq!(
+        out.matches("in use by the running rolerelay").count(),
+        2,
+        "{out}"
+    );
+    drop(sidecar);
+
+    let config = config(&sb, &moto.url, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let listen = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("listen: "))
+        .unwrap();
+    let _squatter = std::net::TcpListener::bind(listen).unwrap();
+    let (code, out, _) = doctor(&sb, &config, false);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("✗ server.listen {listen}: cannot bind")),
+        "{out}"
+    );
+}
