@@ -38,10 +38,10 @@ fn main() -> ExitCode {
         }),
         Command::Check(args) => match Config::load(&args) {
             Ok(config) => {
-                println!(
-                    "{}",
+                print_out(&format!(
+                    "{}\n",
                     serde_json::to_string_pretty(&config).expect("the configuration serializes")
-                );
+                ));
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(e),
@@ -50,11 +50,11 @@ fn main() -> ExitCode {
             Ok(config) => {
                 let report = runtime().block_on(doctor::run(&config));
                 match args.format.as_str() {
-                    "json" => println!(
-                        "{}",
+                    "json" => print_out(&format!(
+                        "{}\n",
                         serde_json::to_string_pretty(&report).expect("the report serializes")
-                    ),
-                    _ => print!("{}", report.text()),
+                    )),
+                    _ => print_out(&report.text()),
                 }
                 if report.ok {
                     ExitCode::SUCCESS
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         Command::CredentialProcess(args) => {
             match outputs::process_json::read_current(&args.dir, &args.role, clock::now()) {
                 Ok(text) => {
-                    print!("{text}");
+                    print_out(&text);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -129,4 +129,11 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// Writes `text` to standard output. A reader that went away (`rolerelay check | head`) is not
+/// an error worth a panic; the exit code still says how the command went.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

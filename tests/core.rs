@@ -272,6 +272,19 @@ fn flags_beat_environment_beats_file_beats_default() {
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["outputs"]["directory"], "/var/run/rolerelay", "default");
     assert_eq!(v["roles"][0]["name"], "A");
+
+    // `rolerelay check | head -1`: the reader is gone before the output is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut c = sb.rolerelay();
+    c.args(["check", "--role-arn", "arn:aws:iam::111111111111:role/A"])
+        .stdout(writer);
+    let output = c.output().unwrap();
+    assert!(
+        output.status.success(),
+        "a closed pipe is no crash: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
