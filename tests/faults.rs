@@ -380,19 +380,26 @@ fn deleted_or_replaced_output_files_are_rewritten() {
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "refresh:\n  max_interval: 1s\n");
     sidecar.wait_readyz(200, Duration::from_secs(10));
     let out = &sidecar.out;
-    std::fs::remove_file(out.join("a.json")).unwrap();
-    std::fs::write(out.join("a.env"), "garbage").unwrap();
-    std::fs::remove_file(out.join("credentials")).unwrap();
+    let token = sidecar.token();
+    let replaced = sb.write("garbage", "garbage");
+    // The reader starts once they are rewritten: the garbage is the test's own.
+    for name in ["a.json", "credentials", "config", "token"] {
+        std::fs::remove_file(out.join(name)).unwrap();
+    }
+    std::fs::rename(&replaced, out.join("a.env")).unwrap();
     wait_for("the files to be rewritten", Duration::from_secs(10), || {
-        out.join("a.json").exists()
-            && out.join("credentials").exists()
+        ["a.json", "credentials", "config", "token"]
+            .iter()
+            .all(|name| out.join(name).exists())
             && std::fs::read_to_string(out.join("a.env"))
                 .unwrap()
                 .starts_with("AWS_ACCESS_KEY_ID=")
     });
+    assert_eq!(sidecar.token(), token, "the same token comes back");
     let reader = sidecar.reader(&["a"]);
     std::thread::sleep(Duration::from_millis(1500));
     reader.assert_clean();
+    logs_are_clean(&sidecar, &proxy);
 }
 
 /// Ten roles rewritten every second: plenty of writes in flight to interrupt.
