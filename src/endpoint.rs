@@ -67,6 +67,7 @@ struct ContainerCredentials<'a> {
 pub fn routes(
     ctx: EndpointContext,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let metrics = ctx.metrics.clone();
     let ctx = warp::any().map(move || ctx.clone());
     warp::get()
         .and(warp::path!("v1" / "credentials" / String))
@@ -75,7 +76,14 @@ pub fn routes(
         .map(|role: String, auth: Option<String>, ctx: EndpointContext| {
             credentials(&ctx, &role, auth.as_deref())
         })
-        .recover(|_| async { Ok::<_, Infallible>(not_found()) })
+        .recover(move |_| {
+            // Any other path or method: counted too, as a request for no role.
+            metrics
+                .endpoint_requests_total
+                .with_label_values(&[UNKNOWN_ROLE, "404"])
+                .inc();
+            async { Ok::<_, Infallible>(not_found()) }
+        })
         .unify()
 }
 

@@ -159,7 +159,8 @@ fn the_endpoint_refuses_wrong_tokens_and_unknown_roles_and_counts_every_request(
             &text,
             "rolerelay_endpoint_requests_total{code=\"404\",role=\"_unknown\"}"
         ),
-        Some(1.0)
+        Some(3.0),
+        "an unknown role, a path that is not one, and no role at all"
     );
     assert!(
         !text.contains("role=\"nope\""),
