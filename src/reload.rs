@@ -7,6 +7,7 @@
 //! `..data` triggers a reload, which reads through the symlinks. Editors that replace the file by
 //! rename are covered the same way.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,24 +18,34 @@ use tokio::sync::mpsc;
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Watches the directory of `path` and sends on `tx` whenever the file (or a ConfigMap's
-/// `..data` link) may have changed. The watch lasts as long as the returned watcher.
+/// `..data` link) may have changed. If `path` is a link to a file elsewhere, that file's
+/// directory is watched too, so an edit of the target reloads. The watch lasts as long as the
+/// returned watcher.
 pub fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<RecommendedWatcher> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let (dir, name) = split(path);
+    // The link's target, unless it lies in a kubelet's `..<timestamp>` directory, which `..data`
+    // already stands for (and which is deleted at the next update).
+    let target = std::fs::canonicalize(path)
+        .ok()
+        .map(|real| split(&real))
+        .filter(|(target_dir, _)| {
+            let kubelet = target_dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".."));
+            !kubelet && std::fs::canonicalize(&dir).ok().as_ref() != Some(target_dir)
+        });
+    let watched_target = target.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
         let relevant = event.paths.iter().any(|p| {
-            p.file_name()
-                .is_some_and(|n| n == name.as_os_str() || n == "..data")
+            let file = p.file_name();
+            file.is_some_and(|n| n == name.as_os_str() || n == "..data")
+                || watched_target
+                    .as_ref()
+                    .is_some_and(|(d, n)| file == Some(n.as_os_str()) && p.parent() == Some(d))
         });
         if relevant {
             // A full channel already holds a pending reload: nothing is lost by dropping this.
@@ -42,7 +53,23 @@ pub fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<RecommendedWat
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    if let Some((target_dir, _)) = &target {
+        watcher.watch(target_dir, RecursiveMode::NonRecursive)?;
+    }
     Ok(watcher)
+}
+
+/// A path's directory (`.` for a bare name) and file name.
+fn split(path: &Path) -> (PathBuf, OsString) {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(OsStr::to_os_string)
+        .unwrap_or_default();
+    (dir, name)
 }
 
 /// Waits out a burst: returns once no trigger arrived for [`DEBOUNCE`].

@@ -21,6 +21,7 @@ struct Setup {
     proxy: Proxy,
     calls: Calls,
     status: String,
+    endpoint: String,
     out: PathBuf,
 }
 
@@ -47,6 +48,7 @@ impl Setup {
             proxy,
             calls,
             status: format!("http://127.0.0.1:{}", free_port()),
+            endpoint: format!("http://127.0.0.1:{}", free_port()),
             out,
         }
     }
@@ -54,9 +56,10 @@ impl Setup {
     /// A configuration with these roles (name, extra YAML lines) and extra top-level YAML.
     fn config(&self, roles: &[(&str, &str)], top: &str) -> String {
         let mut text = format!(
-            "sts:\n  endpoint_url: {}\nserver:\n  listen: {}\ncredentials_endpoint:\n  enabled: false\noutputs:\n  directory: {}\n{top}roles:\n",
+            "sts:\n  endpoint_url: {}\nserver:\n  listen: {}\ncredentials_endpoint:\n  listen: {}\noutputs:\n  directory: {}\n{top}roles:\n",
             self.proxy.url,
             self.status.trim_start_matches("http://"),
+            self.endpoint.trim_start_matches("http://"),
             self.out.display()
         );
         for (name, extra) in roles {
@@ -86,6 +89,16 @@ impl Setup {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// The endpoint's status code for a role.
+    fn served(&self, role: &str) -> u16 {
+        let token = std::fs::read_to_string(self.out.join("token")).unwrap();
+        http_get(
+            &format!("{}/v1/credentials/{role}", self.endpoint),
+            &[("Authorization", &token)],
+        )
+        .0
     }
 
     fn metrics(&self) -> String {
@@ -185,7 +198,20 @@ fn a_configmap_update_adds_and_removes_roles_and_an_invalid_one_changes_nothing(
         "an unchanged role keeps its credentials"
     );
     assert_eq!(s.calls("RoleA"), 1, "and is not assumed again");
-    assert_eq!(s.reloads("success"), 1.0);
+    assert_eq!(s.served("RoleB"), 200, "the endpoint serves the new role");
+    assert!(
+        s.metrics().contains("rolerelay_ready{role=\"RoleB\"} 1"),
+        "and /metrics shows it"
+    );
+    let status = s.status();
+    assert!(status["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "RoleB"));
+    wait_for("the reload to be counted", Duration::from_secs(10), || {
+        s.reloads("success") == 1.0
+    });
 
     // An invalid update changes nothing.
     cm.update(&s.config(&[("RoleA", ""), ("RoleB", "    duraton: 1h\n")], ""));
@@ -214,6 +240,7 @@ fn a_configmap_update_adds_and_removes_roles_and_an_invalid_one_changes_nothing(
         .unwrap()
         .contains("RoleA"));
     assert!(!s.metrics().contains("role=\"RoleA\""));
+    assert_eq!(s.served("RoleA"), 404, "the endpoint no longer knows it");
     assert_eq!(s.status()["roles"][0]["name"], "RoleB");
     wait_for("the reload to finish", Duration::from_secs(10), || {
         s.status()["last_reload"]["result"] == "success"
@@ -255,6 +282,24 @@ fn in_place_edits_and_editor_renames_reload_and_a_changed_role_is_assumed_again(
     });
     assert_eq!(s.calls("RoleB"), 1, "RoleB did not change");
     s.wait_ready();
+}
+
+#[test]
+fn editing_the_target_of_a_linked_configuration_file_reloads() {
+    let s = Setup::new();
+    let real =
+        s.sb.write("elsewhere/config.yaml", &s.config(&[("RoleA", "")], ""));
+    let link = s.sb.path("etc/config.yaml");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    symlink(&real, &link).unwrap();
+    let _running = s.start(&link);
+    s.wait_ready();
+    std::fs::write(&real, s.config(&[("RoleA", ""), ("RoleB", "")], "")).unwrap();
+    wait_for(
+        "RoleB after an edit of the link's target",
+        Duration::from_secs(10),
+        || s.out.join("RoleB.json").exists(),
+    );
 }
 
 #[test]
