@@ -407,13 +407,18 @@ fn source_credentials_come_from_the_default_chain_or_a_profile() {
 #[test]
 fn a_chain_assumes_each_hop_with_the_previous_credentials() {
     let moto = Moto::start();
+    // moto does not check who signs a call: the proxy records it.
+    let proxy = common::proxy::Proxy::start(
+        moto.port,
+        common::proxy::always(|| common::proxy::Action::Forward),
+    );
     let sb = Sandbox::new();
     let out = sb.path("out");
     let config = sb.write(
         "c.yaml",
         &format!(
             "sts:\n  endpoint_url: {}\nroles:\n  - name: target\n    role_arn: {ROLE_C}\n    session_name: chained\n    duration: 3h\n    chain:\n      - arn:aws:iam::222222222222:role/Hop\noutputs:\n  directory: {}\n",
-            moto.url,
+            proxy.url,
             out.display()
         ),
     );
@@ -423,6 +428,19 @@ fn a_chain_assumes_each_hop_with_the_previous_credentials() {
         c
     });
     assert!(status.success(), "{stderr}");
+    let calls = proxy.calls();
+    let issued = proxy.issued();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].role_arn, "arn:aws:iam::222222222222:role/Hop");
+    assert!(
+        calls[0].signed_by.starts_with("AKIA"),
+        "the first hop with the source credentials: {calls:?}"
+    );
+    assert_eq!(calls[1].role_arn, ROLE_C);
+    assert_eq!(
+        calls[1].signed_by, issued[0],
+        "the target with the hop's credentials"
+    );
     assert!(
         stderr.contains("a role assumed through a chain gets at most 1h"),
         "{stderr}"

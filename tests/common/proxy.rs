@@ -43,6 +43,17 @@ struct Stats {
     max_in_flight: AtomicUsize,
     arrivals: Mutex<Vec<Instant>>,
     secrets: Mutex<Vec<String>>,
+    calls: Mutex<Vec<Call>>,
+    issued: Mutex<Vec<String>>,
+}
+
+/// One AssumeRole call as the proxy saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// The role asked for (URL-decoded).
+    pub role_arn: String,
+    /// The access key id the request was signed with.
+    pub signed_by: String,
 }
 
 /// The XML body of an STS error.
@@ -104,6 +115,16 @@ impl Proxy {
         self.stats.arrivals.lock().unwrap().clone()
     }
 
+    /// The AssumeRole calls so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.stats.calls.lock().unwrap().clone()
+    }
+
+    /// The access key ids moto handed out through the proxy, in order.
+    pub fn issued(&self) -> Vec<String> {
+        self.stats.issued.lock().unwrap().clone()
+    }
+
     /// Every secret key and session token moto sent through the proxy (for secret scans).
     pub fn secrets(&self) -> Vec<String> {
         self.stats.secrets.lock().unwrap().clone()
@@ -137,15 +158,16 @@ fn answer(
     let forward = |request: &[u8], port: u16| -> std::io::Result<Vec<u8>> {
         let reply = forward(request, port)?;
         let text = String::from_utf8_lossy(&reply);
-        for tag in ["SecretAccessKey", "SessionToken"] {
-            if let Some(value) = text
-                .split(&format!("<{tag}>"))
+        let element = |tag: &str| {
+            text.split(&format!("<{tag}>"))
                 .nth(1)
                 .and_then(|rest| rest.split('<').next())
-            {
-                stats.secrets.lock().unwrap().push(value.to_string());
-            }
+                .map(str::to_string)
+        };
+        for tag in ["SecretAccessKey", "SessionToken"] {
+            stats.secrets.lock().unwrap().extend(element(tag));
         }
+        stats.issued.lock().unwrap().extend(element("AccessKeyId"));
         Ok(reply)
     };
     let body_start = request
@@ -153,6 +175,18 @@ fn answer(
         .position(|w| w == b"\r\n\r\n")
         .map_or(request.len(), |p| p + 4);
     let body = String::from_utf8_lossy(&request[body_start..]).to_string();
+    let head = String::from_utf8_lossy(&request[..body_start]);
+    let role_arn = body.split('&').find_map(|p| p.strip_prefix("RoleArn="));
+    let signed_by = head
+        .split("Credential=")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next());
+    if let (Some(role_arn), Some(signed_by)) = (role_arn, signed_by) {
+        stats.calls.lock().unwrap().push(Call {
+            role_arn: role_arn.replace("%3A", ":").replace("%2F", "/"),
+            signed_by: signed_by.to_string(),
+        });
+    }
     let action = { rule.read().unwrap()(&body) };
     match action {
         Action::Reply(status, text) => {
