@@ -105,7 +105,7 @@ def kubernetes(binary):
         r = run(["promtool", "test", "rules", "test.yaml"], cwd=d)
         check(r.returncode == 0, "promtool test rules (the alerts fire when they should)" + ("" if r.returncode == 0 else ": " + r.stdout + r.stderr))
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
-    check({"RolerelayCredentialsExpiringSoon", "RolerelayRefreshFailing", "RolerelayNotReady"} <= alerts, "the three alerts exist")
+    check({"RolerelayCredentialsExpiringSoon", "RolerelayRefreshFailing", "RolerelayNotReady", "RolerelayDown"} <= alerts, "the four alerts exist")
 
 
 def ecs_and_iam():
