@@ -146,10 +146,10 @@ class Bench:
             f"\\nAWS_SESSION_TOKEN=\\(.SessionToken)\"' {self.work}/assumed.json > {self.work}/recipe.env",
             self.env, max(3, runs // 3))
         ms = lambda s: f"{s * 1000:.1f} ms"
-        self.row("time to first credentials vs floor", ms(once), f"curl {ms(self.floor)}", f"{once / self.floor:.2f}x",
+        self.row("time to first credentials vs floor", ms(once), f"curl {ms(self.floor)}", f"{once / self.floor:.3f}x",
                  "<= 1.5x the floor", once <= 1.5 * self.floor)
         self.row("  the same with one CA bundle file (as the image)", ms(once_bundle), f"curl {ms(self.floor)}",
-                 f"{once_bundle / self.floor:.2f}x", "<= 1.5x the floor", once_bundle <= 1.5 * self.floor)
+                 f"{once_bundle / self.floor:.3f}x", "<= 1.5x the floor", once_bundle <= 1.5 * self.floor)
         self.row("time to first credentials vs recipe", ms(once), f"aws+jq {ms(recipe)}", f"{recipe / once:.0f}x faster",
                  ">= 30x faster", recipe / once >= 30)
 
@@ -205,7 +205,7 @@ class Bench:
         framework = self.ceiling_run(duration, ["warp"], token)
         ratio = ours["rps"] / ceiling["rps"]
         self.row("endpoint requests/s (wrk, 1 thread, 16 conn)", f"{ours['rps']:.0f}/s", f"hyper {ceiling['rps']:.0f}/s",
-                 f"{ratio:.2f}x", ">= 0.8x the ceiling", ratio >= 0.8)
+                 f"{ratio:.3f}x", ">= 0.8x the ceiling", ratio >= 0.8)
         self.row("  same body from a bare warp route", f"{framework['rps']:.0f}/s", f"hyper {ceiling['rps']:.0f}/s",
                  f"{framework['rps'] / ceiling['rps']:.2f}x", "(the framework's floor)", True)
         self.row("  rolerelay's own work per request", f"{ours['rps']:.0f}/s", f"warp {framework['rps']:.0f}/s",
