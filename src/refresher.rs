@@ -147,6 +147,7 @@ pub async fn refresh(
         s.endpoint_body = Some(crate::endpoint::render(&creds));
         s.credentials = Some(creds.clone());
         s.last_success = Some(now);
+        s.recovering = s.consecutive_failures > 0;
         s.consecutive_failures = 0;
         s.last_error = None;
     });
@@ -186,9 +187,10 @@ pub async fn publish(shared: &Shared, role: &RoleConfig) -> Result<(), RefreshEr
             .inc();
     }
     if failures.is_empty() {
-        shared
-            .state
-            .update(&role.name, |s| s.published = writing.flatten());
+        shared.state.update(&role.name, |s| {
+            s.published = writing.flatten();
+            s.recovering = false;
+        });
         Ok(())
     } else {
         Err(RefreshError::Write(failures))

@@ -31,6 +31,9 @@ pub struct RoleState {
     /// withdrawn. Newer credentials being written over still-valid ones leave it as it is, so a
     /// refresh never flickers readiness; a failed write shows in `write_errors` instead.
     pub published: Option<SystemTime>,
+    /// The current credentials came after failed refreshes and are not written yet: until they
+    /// are, readiness judges what the outputs hold, which may be near expiry.
+    pub recovering: bool,
     /// When the role's loop must next show progress (wake up, or finish a call or a write);
     /// none while it waits for its turn to call STS.
     pub heartbeat_deadline: Option<SystemTime>,
@@ -65,7 +68,9 @@ impl RoleState {
         let Some(published) = self.published else {
             return Err("the credentials are not written to every output yet".into());
         };
-        // What the files hold decides: newer credentials may still be on their way to them.
+        // Near expiry, what the outputs hold decides while refreshes fail or until the
+        // credentials that ended the failures are written. An on-time refresh is never judged so:
+        // it may fall exactly at min_remaining, and readiness would flicker at each one.
         let remaining = published.duration_since(now).unwrap_or_default();
         if remaining < min_remaining {
             if self.consecutive_failures > 0 {
@@ -75,7 +80,7 @@ impl RoleState {
                     failing()
                 ));
             }
-            if published < creds.expiration {
+            if self.recovering {
                 return Err(format!(
                     "the credentials in the outputs expire in {}s; newer ones are being written",
                     remaining.as_secs()
@@ -289,6 +294,7 @@ mod tests {
         // A refresh succeeded after failures; its credentials are not written yet.
         let mut recovering = with_creds(7200);
         recovering.published = Some(at(3600));
+        recovering.recovering = true;
         let why = recovering.readiness(at(3600 - 600), MIN).unwrap_err();
         assert!(why.contains("being written"), "{why}");
         assert!(
@@ -296,7 +302,12 @@ mod tests {
             "the old ones have plenty left: no flicker"
         );
         recovering.published = Some(at(7200));
+        recovering.recovering = false;
         assert!(recovering.readiness(at(3600 - 600), MIN).is_ok());
+        // An on-time refresh at exactly min_remaining: still ready while its files are written.
+        let mut on_time = with_creds(7200);
+        on_time.published = Some(at(3600));
+        assert!(on_time.readiness(at(3600 - 600), MIN).is_ok());
     }
 
     #[test]
