@@ -305,15 +305,13 @@ pub async fn run(config: &Config) -> Report {
             config.credentials_endpoint.listen,
         ));
     }
-    // Run beside the sidecar (`kubectl exec`, ECS Exec), the ports are taken by it: that is fine.
-    let running = running_sidecar(config.server.listen);
     for (key, addr) in listens {
         checks.push(match TcpListener::bind(addr) {
             Ok(_) => Check::ok(format!("{key} {addr}"), "free to bind"),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && running => Check::ok(
-                format!("{key} {addr}"),
-                "in use by the running rolerelay (its /healthz answers)",
-            ),
+            // Run beside the sidecar (`kubectl exec`, ECS Exec), the ports are its own: fine.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && rolerelay_at(key, addr) => {
+                Check::ok(format!("{key} {addr}"), "in use by the running rolerelay")
+            }
             Err(e) => Check::fail(
                 format!("{key} {addr}"),
                 format!("cannot bind: {e}"),
@@ -330,8 +328,10 @@ pub async fn run(config: &Config) -> Report {
     }
 }
 
-/// Whether a rolerelay already serves `server.listen` here: its `/healthz` answers 200.
-fn running_sidecar(listen: SocketAddr) -> bool {
+/// Whether rolerelay itself answers at `listen`: its status server's `/status` (a JSON object
+/// with its roles, whether they are ready or not), or its endpoint's JSON 404 for no role.
+/// Anything else listening there is a conflict.
+fn rolerelay_at(key: &str, listen: SocketAddr) -> bool {
     let mut addr = listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
@@ -339,7 +339,21 @@ fn running_sidecar(listen: SocketAddr) -> bool {
             SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
         });
     }
-    crate::healthcheck::check(&format!("http://{addr}/healthz"), Duration::from_secs(2)).is_ok()
+    let status_server = key == "server.listen";
+    let path = if status_server {
+        "/status"
+    } else {
+        "/v1/credentials/"
+    };
+    let url = format!("http://{addr}{path}");
+    let Ok((code, body)) = crate::healthcheck::get(&url, Duration::from_secs(2), 1 << 20) else {
+        return false;
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    match status_server {
+        true => code == "200" && v["roles"].is_array(),
+        false => code == "404" && v["message"] == "not found",
+    }
 }
 
 /// Tries each source of the default chain, in its order, and reports the first that works — or

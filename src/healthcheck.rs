@@ -32,6 +32,20 @@ pub enum HealthcheckError {
 
 /// GETs `url` within `timeout` (for each of connect, send and receive); Ok on HTTP 200.
 pub fn check(url: &str, timeout: Duration) -> Result<(), HealthcheckError> {
+    let (status, _) = get(url, timeout, 64)?;
+    if status == "200" {
+        Ok(())
+    } else {
+        Err(HealthcheckError::Status {
+            url: url.to_string(),
+            status,
+        })
+    }
+}
+
+/// GETs `url` within `timeout` (for each of connect, send and receive), reading at most `limit`
+/// bytes of the answer: its status code (or its first line if unreadable) and its body.
+pub fn get(url: &str, timeout: Duration, limit: u64) -> Result<(String, String), HealthcheckError> {
     let bad = || HealthcheckError::BadUrl(url.to_string());
     let rest = url.strip_prefix("http://").ok_or_else(bad)?;
     let (authority, path) = rest
@@ -51,26 +65,18 @@ pub fn check(url: &str, timeout: Duration) -> Result<(), HealthcheckError> {
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: rolerelay-healthcheck\r\n\r\n");
     stream.write_all(request.as_bytes()).map_err(io)?;
-    let mut head = [0u8; 64];
-    let mut read = 0;
-    while read < 12 {
-        match stream.read(&mut head[read..]).map_err(io)? {
-            0 => break,
-            n => read += n,
-        }
-    }
-    let line = String::from_utf8_lossy(&head[..read]).to_string();
+    let mut response = Vec::new();
+    stream.take(limit).read_to_end(&mut response).map_err(io)?;
+    let response = String::from_utf8_lossy(&response);
+    let line = response.lines().next().unwrap_or_default();
     let status = line
         .split_whitespace()
         .nth(1)
         .unwrap_or(line.trim())
         .to_string();
-    if status == "200" {
-        Ok(())
-    } else {
-        Err(HealthcheckError::Status {
-            url: url.to_string(),
-            status,
-        })
-    }
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }

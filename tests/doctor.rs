@@ -225,4 +225,24 @@ fn ports_held_by_the_running_sidecar_pass_and_ports_held_by_others_fail() {
         out.contains(&format!("✗ server.listen {listen}: cannot bind")),
         "{out}"
     );
+
+    // Another HTTP server on the port (moto here; an application, say) is a conflict.
+    let moto_as_squatter = config_with_listen(&sb, &moto.url, moto.port);
+    let (code, out, _) = doctor(&sb, &moto_as_squatter, false);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✗ server.listen 127.0.0.1:"), "{out}");
+}
+
+/// The doctor configuration, with `server.listen` on `port`.
+fn config_with_listen(sb: &Sandbox, sts: &str, port: u16) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(config(sb, sts, "")).unwrap();
+    let listen = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("listen: "))
+        .unwrap()
+        .to_string();
+    sb.write(
+        "squatted.yaml",
+        &text.replacen(&listen, &format!("127.0.0.1:{port}"), 1),
+    )
 }
