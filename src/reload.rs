@@ -13,50 +13,63 @@ use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tracing::warn;
 
 /// Events closer together than this are one change (the kubelet and editors write in bursts).
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Watches the directory of `path` and sends on `tx` whenever the file (or a ConfigMap's
-/// `..data` link) may have changed. If `path` is a link to a file elsewhere, that file's
-/// directory is watched too, so an edit of the target reloads. The watch lasts as long as the
-/// returned watcher.
+/// `..data` link) may have changed. If `path` is a link, what it points to is watched too (see
+/// [`link_target`]). The watch lasts as long as the returned watcher.
 pub fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<RecommendedWatcher> {
     let (dir, name) = split(path);
-    // The link's target, unless it lies in a kubelet's `..<timestamp>` directory, which `..data`
-    // already stands for (and which is deleted at the next update).
-    let target = std::fs::canonicalize(path)
-        .ok()
-        .map(|real| split(&real))
-        .filter(|(target_dir, _)| {
-            let kubelet = target_dir
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".."));
-            !kubelet && std::fs::canonicalize(&dir).ok().as_ref() != Some(target_dir)
-        });
-    let watched_target = target.clone();
+    let target = link_target(path, &dir);
+    // File names only: a spurious event for a namesake in a watched directory costs a reload
+    // that finds nothing changed.
+    let mut names = vec![name, OsString::from("..data")];
+    names.extend(target.as_ref().map(|(_, n)| n.clone()));
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
-        let relevant = event.paths.iter().any(|p| {
-            let file = p.file_name();
-            file.is_some_and(|n| n == name.as_os_str() || n == "..data")
-                || watched_target
-                    .as_ref()
-                    .is_some_and(|(d, n)| file == Some(n.as_os_str()) && p.parent() == Some(d))
-        });
+        let relevant = event
+            .paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)));
         if relevant {
             // A full channel already holds a pending reload: nothing is lost by dropping this.
             let _ = tx.try_send(());
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    if let Some((target_dir, _)) = &target {
-        watcher.watch(target_dir, RecursiveMode::NonRecursive)?;
+    let same_dir = |d: &Path| std::fs::canonicalize(&dir).is_ok_and(|c| c == d);
+    if let Some((target_dir, _)) = target.filter(|(d, _)| !same_dir(d)) {
+        // The file's own directory is watched already: without this one, edits of the target
+        // need SIGHUP, which is no reason to give up the rest.
+        if let Err(e) = watcher.watch(&target_dir, RecursiveMode::NonRecursive) {
+            warn!(directory = %target_dir.display(), error = %e,
+                "cannot watch where the configuration file links to; edits there need SIGHUP");
+        }
     }
     Ok(watcher)
+}
+
+/// Where a linked configuration file really lives, as the directory to watch and the file name
+/// to look for there. Inside a kubelet's ConfigMap mount the file sits in a `..<timestamp>`
+/// directory the next update deletes, so the mount itself is watched, for its `..data` swap.
+fn link_target(path: &Path, dir: &Path) -> Option<(PathBuf, OsString)> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let kubelet = real
+        .components()
+        .position(|c| c.as_os_str().to_string_lossy().starts_with(".."));
+    if let Some(i) = kubelet {
+        let mount: PathBuf = real.components().take(i).collect();
+        let own = std::fs::canonicalize(dir).is_ok_and(|d| d == mount);
+        return (!own).then(|| (mount, OsString::from("..data")));
+    }
+    let (target_dir, target_name) = split(&real);
+    Some((target_dir, target_name))
 }
 
 /// A path's directory (`.` for a bare name) and file name.

@@ -303,6 +303,40 @@ fn editing_the_target_of_a_linked_configuration_file_reloads() {
 }
 
 #[test]
+fn a_link_to_a_sibling_or_into_a_configmap_mount_reloads() {
+    // config.yaml -> config.v3.yaml in the same directory: an edit of the sibling reloads.
+    let s = Setup::new();
+    let real =
+        s.sb.write("etc/config.v3.yaml", &s.config(&[("RoleA", "")], ""));
+    let link = s.sb.path("etc/config.yaml");
+    symlink(&real, &link).unwrap();
+    let running = s.start(&link);
+    s.wait_ready();
+    std::fs::write(&real, s.config(&[("RoleA", ""), ("RoleB", "")], "")).unwrap();
+    wait_for(
+        "RoleB after an edit of the sibling",
+        Duration::from_secs(10),
+        || s.out.join("RoleB.json").exists(),
+    );
+    drop(running);
+
+    // /etc/rolerelay.yaml -> a ConfigMap mount's config.yaml: the kubelet's update reloads.
+    let s = Setup::new();
+    let mut cm = ConfigMapDir::new(s.sb.path("configmap"), &s.config(&[("RoleA", "")], ""));
+    let link = s.sb.path("etc/rolerelay.yaml");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    symlink(cm.path(), &link).unwrap();
+    let _running = s.start(&link);
+    s.wait_ready();
+    cm.update(&s.config(&[("RoleA", ""), ("RoleB", "")], ""));
+    wait_for(
+        "RoleB after a ConfigMap update behind a link",
+        Duration::from_secs(10),
+        || s.out.join("RoleB.json").exists(),
+    );
+}
+
+#[test]
 fn settings_that_need_a_restart_are_reported_and_sighup_reloads() {
     let s = Setup::new();
     let path = s.sb.write("c.yaml", &s.config(&[("RoleA", "")], ""));
