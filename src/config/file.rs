@@ -157,7 +157,8 @@ pub fn parse(text: &str) -> Result<FileConfig, FileError> {
                 // The parser names the mapping's key `?`; name the repeated key itself.
                 key = match key.strip_suffix('?') {
                     Some(parent) => format!("{parent}{duplicate}"),
-                    None => duplicate.to_string(),
+                    None if key == "(top level)" => duplicate.to_string(),
+                    None => format!("{key}.{duplicate}"),
                 };
                 format!("`{duplicate}` is set twice in the same mapping: keep one")
             }
@@ -179,10 +180,16 @@ fn duplicate_key(message: &str) -> Option<&str> {
 
 /// The parser's words for a value of the wrong shape, turned into what to write instead.
 fn what_to_write(message: &str) -> String {
+    let number = |m: &str| {
+        m.strip_prefix("invalid ").is_some_and(|t| {
+            matches!(
+                t,
+                "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64"
+            )
+        })
+    };
     let hint = match message {
-        m if m.starts_with("invalid u") || m.starts_with("invalid i") => {
-            "expected a whole number, like 16"
-        }
+        m if number(m) => "expected a positive whole number, like 16",
         "invalid floating point" => "expected a number, like 0.5",
         "invalid boolean" => "expected true or false",
         "expected sequence start" => "expected a list (lines starting with `- `, or [a, b])",
