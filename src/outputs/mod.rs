@@ -120,7 +120,7 @@ impl Outputs {
         if inner.credentials_upto < number {
             failures.extend(inner.write_credentials_upto(state, now, &self.publications));
         }
-        failures.extend(inner.restore_missing(state));
+        failures.extend(inner.restore_missing(state, role));
         failures
     }
 
@@ -341,14 +341,20 @@ impl Inner {
 
     /// Rewrites `config` and the token file if someone deleted them; they change only at a
     /// start or a reload, so the next publication is when they come back.
-    fn restore_missing(&self, state: &State) -> Vec<WriteFailure> {
+    /// A token that cannot be restored is recorded for `role`, the one publishing.
+    fn restore_missing(&self, state: &State, role: &RoleName) -> Vec<WriteFailure> {
         let missing = |name: &str| !self.config.directory.join(name).exists();
         let mut failures = Vec::new();
         if self.config.config_file.as_deref().is_some_and(missing) {
             failures.extend(self.write_config(state));
         }
-        if let Some((name, token)) = self.token.as_ref().filter(|(name, _)| missing(name)) {
-            failures.extend(self.write(name, token.expose()).err().map(|e| (TOKEN, e)));
+        if let Some((name, token)) = &self.token {
+            let result = match missing(name) {
+                true => self.write(name, token.expose()),
+                false => Ok(()),
+            };
+            record(state, role, TOKEN, result.as_ref().err());
+            failures.extend(result.err().map(|e| (TOKEN, e)));
         }
         failures
     }
