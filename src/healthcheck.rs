@@ -66,7 +66,17 @@ pub fn get(url: &str, timeout: Duration, limit: u64) -> Result<(String, String),
     let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: rolerelay-healthcheck\r\n\r\n");
     stream.write_all(request.as_bytes()).map_err(io)?;
     let mut response = Vec::new();
-    stream.take(limit).read_to_end(&mut response).map_err(io)?;
+    let mut chunk = [0u8; 4096];
+    while (response.len() as u64) < limit && !complete(&response) {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            // A server that keeps the connection open after a short answer: what came is it.
+            Err(_) if !response.is_empty() => break,
+            Err(e) => return Err(io(e)),
+        }
+    }
+    response.truncate(limit as usize);
     let response = String::from_utf8_lossy(&response);
     let line = response.lines().next().unwrap_or_default();
     let status = line
@@ -79,4 +89,65 @@ pub fn get(url: &str, timeout: Duration, limit: u64) -> Result<(String, String),
         .map(|(_, body)| body.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// Whether `response` holds its head and as much body as its `content-length` says.
+fn complete(response: &[u8]) -> bool {
+    let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    length.is_some_and(|n| response.len() >= end + 4 + n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A server answering each connection with `answer`, then holding it open for a while.
+    fn server(answer: &'static [u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let _ = stream.read(&mut [0u8; 1024]);
+                    let _ = stream.write_all(answer);
+                    std::thread::sleep(Duration::from_secs(5));
+                });
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_short_answer_on_a_connection_left_open_is_read_without_waiting() {
+        // The connection outlives the timeout: reading to its end would fail.
+        let url = server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        assert!(check(&url, Duration::from_secs(2)).is_ok());
+        assert_eq!(
+            get(&url, Duration::from_secs(2), 1 << 20).unwrap(),
+            ("200".to_string(), "ok".to_string())
+        );
+    }
+
+    #[test]
+    fn other_codes_and_non_http_answers_fail() {
+        let url = server(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
+        assert!(matches!(
+            check(&url, Duration::from_secs(2)),
+            Err(HealthcheckError::Status { status, .. }) if status == "503"
+        ));
+        let url = server(b"SSH-2.0-OpenSSH\r\n");
+        assert!(check(&url, Duration::from_secs(1)).is_err());
+        assert!(matches!(
+            check("https://127.0.0.1/readyz", Duration::from_secs(1)),
+            Err(HealthcheckError::BadUrl(_))
+        ));
+    }
 }
