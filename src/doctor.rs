@@ -329,7 +329,8 @@ pub async fn run(config: &Config) -> Report {
 }
 
 /// Whether rolerelay itself answers at `listen`: its status server's `/status` (a JSON object
-/// with its roles, whether they are ready or not), or its endpoint's JSON 404 for no role.
+/// with its roles, whether they are ready or not), or its endpoint's 401 to a request without
+/// a token.
 /// Anything else listening there is a conflict.
 fn rolerelay_at(key: &str, listen: SocketAddr) -> bool {
     let mut addr = listen;
@@ -340,10 +341,11 @@ fn rolerelay_at(key: &str, listen: SocketAddr) -> bool {
         });
     }
     let status_server = key == "server.listen";
+    // Asked without a token, only the endpoint answers 401.
     let path = if status_server {
         "/status"
     } else {
-        "/v1/credentials/"
+        "/v1/credentials/doctor"
     };
     let url = format!("http://{addr}{path}");
     let Ok((code, body)) = crate::healthcheck::get(&url, Duration::from_secs(2), 1 << 20) else {
@@ -352,7 +354,7 @@ fn rolerelay_at(key: &str, listen: SocketAddr) -> bool {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     match status_server {
         true => code == "200" && v["roles"].is_array(),
-        false => code == "404" && v["message"] == "not found",
+        false => code == "401" && v["message"] == "missing or wrong Authorization token",
     }
 }
 

@@ -60,11 +60,12 @@ pub fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<RecommendedWat
 /// directory the next update deletes, so the mount itself is watched, for its `..data` swap.
 fn link_target(path: &Path, dir: &Path) -> Option<(PathBuf, OsString)> {
     let real = std::fs::canonicalize(path).ok()?;
-    let kubelet = real
-        .components()
-        .position(|c| c.as_os_str().to_string_lossy().starts_with(".."));
-    if let Some(i) = kubelet {
-        let mount: PathBuf = real.components().take(i).collect();
+    let kubelet = real.ancestors().find_map(|a| {
+        let name = a.file_name()?.to_string_lossy();
+        let mount = a.parent()?;
+        (name.starts_with("..") && mount.join("..data").exists()).then(|| mount.to_path_buf())
+    });
+    if let Some(mount) = kubelet {
         let own = std::fs::canonicalize(dir).is_ok_and(|d| d == mount);
         return (!own).then(|| (mount, OsString::from("..data")));
     }
