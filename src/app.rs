@@ -132,13 +132,8 @@ pub async fn run(
     }
 
     let (trigger, mut triggered) = mpsc::channel(1);
-    let _watcher = args.config.as_deref().filter(|p| !p.as_os_str().is_empty()).and_then(|path| match reload::watch(path, trigger) {
-        Ok(watcher) => Some(watcher),
-        Err(e) => {
-            warn!(path = %path.display(), error = %e, "cannot watch the configuration file; reload with SIGHUP");
-            None
-        }
-    });
+    // Held for as long as it should watch; replaced after each reload.
+    let mut _watcher = watch_config(&args, &trigger);
     let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
     let mut sidecar = Sidecar {
@@ -159,8 +154,13 @@ pub async fn run(
             Some(()) = triggered.recv() => {
                 reload::debounce(&mut triggered).await;
                 sidecar.reload(false).await;
+                // A link may point elsewhere now: watch what it points to (new before old goes).
+                _watcher = watch_config(&sidecar.args, &trigger);
             }
-            Some(()) = hangup.recv() => sidecar.reload(true).await,
+            Some(()) = hangup.recv() => {
+                sidecar.reload(true).await;
+                _watcher = watch_config(&sidecar.args, &trigger);
+            }
             Some(ended) = servers.join_next() => anyhow::bail!("an HTTP server ended unexpectedly: {ended:?}"),
         }
     }
@@ -185,6 +185,25 @@ pub async fn run(
         info!("removed the output files");
     }
     Ok(())
+}
+
+/// Watches the configuration file, if there is one, for reloads; without a watch, SIGHUP still
+/// reloads.
+fn watch_config(
+    args: &ConfigArgs,
+    trigger: &mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let path = args
+        .config
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())?;
+    match reload::watch(path, trigger.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot watch the configuration file; reload with SIGHUP");
+            None
+        }
+    }
 }
 
 /// The running roles and the configuration they came from.

@@ -118,12 +118,19 @@ impl Setup {
     }
 
     /// Starts rolerelay with `link`, made a symbolic link to `target`; then `change` adds RoleB
-    /// behind the link, and RoleB's credentials must appear: the change was seen.
-    fn reloads_through(&self, link: &str, target: &Path, what: &str, change: impl FnOnce()) {
+    /// behind the link, and RoleB's credentials must appear: the change was seen. Returns the
+    /// running rolerelay.
+    fn reloads_through(
+        &self,
+        link: &str,
+        target: &Path,
+        what: &str,
+        change: impl FnOnce(),
+    ) -> Running {
         let link = self.sb.path(link);
         std::fs::create_dir_all(link.parent().unwrap()).unwrap();
         symlink(target, &link).unwrap();
-        let _running = self.start(&link);
+        let running = self.start(&link);
         self.wait_ready();
         change();
         wait_for(
@@ -131,6 +138,7 @@ impl Setup {
             Duration::from_secs(10),
             || self.out.join("RoleB.json").exists(),
         );
+        running
     }
 
     fn wait_ready(&self) {
@@ -329,6 +337,23 @@ fn a_change_behind_a_linked_configuration_file_reloads() {
     s.reloads_through("etc/rolerelay.yaml", &target, "a ConfigMap update", || {
         cm.update(&two(&s))
     });
+
+    // The link re-pointed to a file elsewhere: that file's later edits reload too.
+    let s = Setup::new();
+    let first = s.sb.write("v1/config.yaml", &one(&s));
+    let second = s.sb.write("v2/config.yaml", &two(&s));
+    let _running = s.reloads_through("etc/config.yaml", &first, "the link re-pointed", || {
+        let next = s.sb.path("etc/.config.yaml.next");
+        symlink(&second, &next).unwrap();
+        std::fs::rename(&next, s.sb.path("etc/config.yaml")).unwrap();
+    });
+    let three = s.config(&[("RoleA", ""), ("RoleB", ""), ("RoleC", "")], "");
+    std::fs::write(&second, three).unwrap();
+    wait_for(
+        "RoleC after an edit of the new target",
+        Duration::from_secs(10),
+        || s.out.join("RoleC.json").exists(),
+    );
 }
 
 #[test]
