@@ -247,18 +247,32 @@ pub async fn serve<F>(
     let service = TowerToHyperService::new(warp::service(routes));
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // Failed accepts since the last good one: the first of a run is worth a warning.
+    let mut failing = 0u64;
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // A client that gave up before it was accepted: nothing to wait for.
+                Ok((stream, _)) => {
+                    failing = 0;
+                    stream
+                }
+                // A client or network that gave up before the accept: nothing to wait for.
                 Err(e) if matches!(
                     e.kind(),
-                    ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+                    ErrorKind::ConnectionAborted
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionRefused
+                        | ErrorKind::NetworkDown
+                        | ErrorKind::NetworkUnreachable
+                        | ErrorKind::HostUnreachable
                 ) => continue,
                 Err(e) => {
                     // Out of file descriptors, most likely: let connections close before retrying.
-                    warn!(error = %e, "accepting a connection failed");
+                    failing += 1;
+                    match failing {
+                        1 => warn!(error = %e, "accepting a connection failed; retrying every 100 ms"),
+                        _ => debug!(error = %e, "accepting a connection failed again"),
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
