@@ -54,6 +54,8 @@ struct Inner {
     closed: bool,
     /// The endpoint's token file, once written: rewritten when the mode or owner change.
     token: Option<(String, Secret)>,
+    /// The last write of the token file failed (and every role records it).
+    token_failed: bool,
     config: OutputsConfig,
     /// Goes into the config INI.
     region: String,
@@ -68,6 +70,7 @@ impl Outputs {
             credentials_upto: 0,
             closed: false,
             token: None,
+            token_failed: false,
             config: config.clone(),
             region: region.to_string(),
             roles: roles.iter().map(|r| r.name.clone()).collect(),
@@ -120,7 +123,7 @@ impl Outputs {
         if inner.credentials_upto < number {
             failures.extend(inner.write_credentials_upto(state, now, &self.publications));
         }
-        failures.extend(inner.restore_missing(state, role));
+        failures.extend(inner.restore_missing(state));
         failures
     }
 
@@ -226,8 +229,12 @@ impl Outputs {
             failures.extend(inner.write_role_files(state, &role, now));
         }
         failures.extend(inner.write_credentials(state, now));
-        if let Some((name, token)) = &inner.token {
-            failures.extend(inner.write(name, token.expose()).err().map(|e| (TOKEN, e)));
+        if let Some(result) = inner
+            .token
+            .as_ref()
+            .map(|(n, t)| inner.write(n, t.expose()))
+        {
+            failures.extend(inner.token_outcome(state, result));
         }
         failures
     }
@@ -341,22 +348,33 @@ impl Inner {
 
     /// Rewrites `config` and the token file if someone deleted them; they change only at a
     /// start or a reload, so the next publication is when they come back.
-    /// A token that cannot be restored is recorded for `role`, the one publishing.
-    fn restore_missing(&self, state: &State, role: &RoleName) -> Vec<WriteFailure> {
+    fn restore_missing(&mut self, state: &State) -> Vec<WriteFailure> {
         let missing = |name: &str| !self.config.directory.join(name).exists();
         let mut failures = Vec::new();
         if self.config.config_file.as_deref().is_some_and(missing) {
             failures.extend(self.write_config(state));
         }
-        if let Some((name, token)) = &self.token {
-            let result = match missing(name) {
-                true => self.write(name, token.expose()),
-                false => Ok(()),
-            };
-            record(state, role, TOKEN, result.as_ref().err());
-            failures.extend(result.err().map(|e| (TOKEN, e)));
+        let token = match &self.token {
+            Some((name, token)) if missing(name) => Some(self.write(name, token.expose())),
+            Some(_) => Some(Ok(())),
+            None => None,
+        };
+        if let Some(result) = token {
+            failures.extend(self.token_outcome(state, result));
         }
         failures
+    }
+
+    /// Records a write of the token file: a failure is every role's (the endpoint needs it for
+    /// all of them), and so is the success that ends it.
+    fn token_outcome(&mut self, state: &State, result: Result<(), String>) -> Option<WriteFailure> {
+        if result.is_err() || self.token_failed {
+            for role in &self.roles {
+                record(state, role, TOKEN, result.as_ref().err());
+            }
+        }
+        self.token_failed = result.is_err();
+        result.err().map(|e| (TOKEN, e))
     }
 
     /// Rewrites `config` for the configured roles, recording the result for each.

@@ -246,3 +246,36 @@ fn turning_an_output_off_forgets_its_last_error() {
         .is_empty());
     assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
 }
+
+#[test]
+fn a_token_file_that_cannot_be_written_is_every_roles_error_until_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a"), role("b")];
+    let state = State::new(&roles);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    outputs.write_token("token", &Secret::new("t0ken")).unwrap();
+    let token_error = |role: &str| {
+        state
+            .get(&name(role))
+            .unwrap()
+            .write_errors
+            .contains_key(TOKEN)
+    };
+    // Someone puts a directory where the token goes: rewriting it (a reload) fails.
+    std::fs::remove_file(tmp.path().join("token")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("token/blocker")).unwrap();
+    let failures = outputs.reconfigure(&config(tmp.path()), "us-east-1", &state, now);
+    assert!(failures.iter().any(|(output, _)| *output == TOKEN));
+    assert!(
+        token_error("a") && token_error("b"),
+        "the endpoint needs it for both"
+    );
+
+    // Gone again: the next publication, of either role, restores it for both.
+    std::fs::remove_dir_all(tmp.path().join("token")).unwrap();
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    assert_eq!(std::fs::read(tmp.path().join("token")).unwrap(), b"t0ken");
+    assert!(!token_error("a") && !token_error("b"));
+}
