@@ -245,6 +245,10 @@ pub async fn serve<F>(
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
     let service = TowerToHyperService::new(warp::service(routes));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     // Failed accepts since the last good one: the first of a run is worth a warning.
@@ -279,10 +283,7 @@ pub async fn serve<F>(
             },
             () = &mut shutdown => break,
         };
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service.clone());
+        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

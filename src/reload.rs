@@ -23,7 +23,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 /// [`link_target`]). The watch lasts as long as the returned watcher.
 pub fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<RecommendedWatcher> {
     let (dir, name) = split(path);
-    let target = link_target(path, &dir);
+    let target = link_target(path);
     // File names only: a spurious event for a namesake in a watched directory costs a reload
     // that finds nothing changed.
     let mut names = vec![name, OsString::from("..data")];
@@ -58,19 +58,17 @@ pub fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<RecommendedWat
 /// Where a linked configuration file really lives, as the directory to watch and the file name
 /// to look for there. Inside a kubelet's ConfigMap mount the file sits in a `..<timestamp>`
 /// directory the next update deletes, so the mount itself is watched, for its `..data` swap.
-fn link_target(path: &Path, dir: &Path) -> Option<(PathBuf, OsString)> {
+fn link_target(path: &Path) -> Option<(PathBuf, OsString)> {
     let real = std::fs::canonicalize(path).ok()?;
     let kubelet = real.ancestors().find_map(|a| {
         let name = a.file_name()?.to_string_lossy();
         let mount = a.parent()?;
         (name.starts_with("..") && mount.join("..data").exists()).then(|| mount.to_path_buf())
     });
-    if let Some(mount) = kubelet {
-        let own = std::fs::canonicalize(dir).is_ok_and(|d| d == mount);
-        return (!own).then(|| (mount, OsString::from("..data")));
-    }
-    let (target_dir, target_name) = split(&real);
-    Some((target_dir, target_name))
+    Some(match kubelet {
+        Some(mount) => (mount, OsString::from("..data")),
+        None => split(&real),
+    })
 }
 
 /// A path's directory (`.` for a bare name) and file name.
