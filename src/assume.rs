@@ -40,17 +40,6 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// Every kind, in a fixed order.
-    pub const ALL: [ErrorKind; 7] = [
-        ErrorKind::AccessDenied,
-        ErrorKind::Throttled,
-        ErrorKind::InvalidSourceCredentials,
-        ErrorKind::Network,
-        ErrorKind::Timeout,
-        ErrorKind::Validation,
-        ErrorKind::Other,
-    ];
-
     /// The label value, as the README's metrics table names it.
     pub fn metric_label(self) -> &'static str {
         match self {
@@ -219,6 +208,15 @@ fn caused_by_credentials(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// Credentials from [`Assumer::assume`], and the session duration STS granted for them.
+#[derive(Debug)]
+pub struct Assumed {
+    /// The role's credentials.
+    pub credentials: Credentials,
+    /// The duration asked for in the call that succeeded.
+    pub duration: Duration,
+}
+
 /// Calls STS for the roles of the configuration.
 #[derive(Clone, Debug)]
 pub struct Assumer {
@@ -245,17 +243,17 @@ impl Assumer {
         self.timeout
     }
 
-    /// Assumes `role` for `duration`, through its chain if it has one.
+    /// Assumes `role`, asking for `duration`, through its chain if it has one.
     ///
     /// When STS refuses a duration over one hour (role chaining, or the role's maximum), the call
-    /// is repeated with one hour and `duration` is lowered for the next refreshes; the caller logs
-    /// that once, when it sees `duration` change.
+    /// is repeated with one hour; the result says which duration was granted, so the caller asks
+    /// for that from then on (and says so once).
     pub async fn assume(
         &self,
         role: &RoleConfig,
-        duration: &mut Duration,
+        duration: Duration,
         now: impl Fn() -> SystemTime,
-    ) -> Result<Credentials, AssumeError> {
+    ) -> Result<Assumed, AssumeError> {
         let mut client = self.client.clone();
         for hop in &role.chain {
             let creds = self
@@ -270,31 +268,26 @@ impl Assumer {
                 .await?;
             client = with_credentials(&self.client, &creds);
         }
-        match self
-            .call(
+        let target = |duration| {
+            self.call(
                 &client,
                 &role.role_arn,
                 Some(role),
                 &role.session_name_resolved,
-                *duration,
+                duration,
                 &now,
             )
-            .await
-        {
-            Err(e) if e.is_duration_too_long() && *duration > ONE_HOUR => {
-                *duration = ONE_HOUR;
-                self.call(
-                    &client,
-                    &role.role_arn,
-                    Some(role),
-                    &role.session_name_resolved,
-                    ONE_HOUR,
-                    &now,
-                )
-                .await
+        };
+        let (credentials, duration) = match target(duration).await {
+            Err(e) if e.is_duration_too_long() && duration > ONE_HOUR => {
+                (target(ONE_HOUR).await?, ONE_HOUR)
             }
-            other => other,
-        }
+            other => (other?, duration),
+        };
+        Ok(Assumed {
+            credentials,
+            duration,
+        })
     }
 
     /// One AssumeRole call; `options` carries the target role's session options (none for a hop).
@@ -416,8 +409,17 @@ mod tests {
         for (code, label) in cases {
             assert_eq!(ErrorKind::from_code(code).metric_label(), label, "{code}");
         }
+        let every_kind = [
+            ErrorKind::AccessDenied,
+            ErrorKind::Throttled,
+            ErrorKind::InvalidSourceCredentials,
+            ErrorKind::Network,
+            ErrorKind::Timeout,
+            ErrorKind::Validation,
+            ErrorKind::Other,
+        ];
         let labels: std::collections::HashSet<_> =
-            ErrorKind::ALL.iter().map(|k| k.metric_label()).collect();
+            every_kind.iter().map(|k| k.metric_label()).collect();
         assert_eq!(labels.len(), 7);
     }
 

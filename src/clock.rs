@@ -1,11 +1,53 @@
-//! The one place that reads the wall clock; everything else takes `now` as an argument.
+//! The one place that reads the wall clock; everything else takes `now` as an argument, or asks
+//! the [`Clock`] it was given.
 
 use std::time::SystemTime;
 
-/// The current wall-clock time.
+/// The current wall-clock time, for the edges of the program (commands that run once).
 #[allow(clippy::disallowed_methods)]
 pub fn now() -> SystemTime {
     SystemTime::now()
+}
+
+/// Where the long-running parts (refresh loops, HTTP answers) read the time.
+///
+/// Production reads the wall clock. Tests use a clock that moves with tokio's paused time, so a
+/// loop that sleeps for half an hour runs in a millisecond and still sees half an hour pass.
+#[derive(Clone, Copy, Debug)]
+pub enum Clock {
+    /// The wall clock.
+    System,
+    /// `start`, plus the tokio time elapsed since `origin`.
+    FollowsTokio {
+        /// The wall-clock time at `origin`.
+        start: SystemTime,
+        /// The tokio instant the clock was made at.
+        origin: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A clock that reads `start` now and then advances with tokio's (possibly paused) time.
+    pub fn follows_tokio(start: SystemTime) -> Clock {
+        Clock::FollowsTokio {
+            start,
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> SystemTime {
+        match self {
+            Clock::System => now(),
+            Clock::FollowsTokio { start, origin } => *start + origin.elapsed(),
+        }
+    }
+
+    /// The tokio instant at which this clock will read `t` (now if `t` is past), for sleeping
+    /// until a wall-clock time.
+    pub fn instant_at(&self, t: SystemTime) -> tokio::time::Instant {
+        tokio::time::Instant::now() + t.duration_since(self.now()).unwrap_or_default()
+    }
 }
 
 /// Seconds since the Unix epoch, as a float (for metrics and JSON).

@@ -505,9 +505,9 @@ async fn role_checks(
         } else {
             Duration::from_secs(900)
         };
-        let mut duration = requested;
-        match assumer.assume(&probe, &mut duration, clock::now).await {
-            Ok(c) => {
+        match assumer.assume(&probe, requested, clock::now).await {
+            Ok(assumed) => {
+                let (c, duration) = (assumed.credentials, assumed.duration);
                 let left = c
                     .expiration
                     .duration_since(clock::now())
@@ -535,7 +535,7 @@ async fn role_checks(
                     tags_set: i == last && !role.tags.is_empty(),
                     chained: i > 0
                         || principal.as_deref().is_some_and(|p| p.contains(":role/"))
-                            && duration > ONE_HOUR,
+                            && requested > ONE_HOUR,
                     region: config.sts.region.clone(),
                 };
                 checks.push(Check::fail(step, e.to_string(), hint(&e, &ctx)));

@@ -29,9 +29,9 @@ pub mod assume;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod credentials;
 pub mod doctor;
-pub mod endpoint;
 pub mod healthcheck;
 pub mod http;
 pub mod logging;
@@ -42,3 +42,5 @@ pub mod reload;
 pub mod schedule;
 pub mod source;
 pub mod state;
+#[cfg(test)]
+mod testing;

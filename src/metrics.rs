@@ -4,14 +4,23 @@
 //! an HTTP client made up is never used as a label (it becomes [`UNKNOWN_ROLE`]).
 
 use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
+use crate::assume::ErrorKind;
+use crate::clock::unix_seconds;
+use crate::outputs::WriteFailure;
+
 /// The `role` label of endpoint requests for a role that is not configured.
 pub const UNKNOWN_ROLE: &str = "_unknown";
+
+/// The `result` label values.
+const SUCCESS: &str = "success";
+const ERROR: &str = "error";
 
 /// STS latency buckets, in seconds: a regional call takes tens of milliseconds; the top buckets
 /// catch calls near the default 10 s timeout.
@@ -19,48 +28,54 @@ const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// The metrics and their registry.
+/// One STS attempt for a role, as the metrics count it.
+#[derive(Clone, Copy, Debug)]
+pub enum Attempt {
+    /// Credentials came back.
+    Succeeded {
+        /// When they expire.
+        expiration: SystemTime,
+        /// When they came.
+        at: SystemTime,
+    },
+    /// No credentials.
+    Failed {
+        /// Why.
+        kind: ErrorKind,
+        /// Failures in a row, this one included.
+        consecutive_failures: u32,
+    },
+}
+
+/// The metrics and their registry. Each field is named after its metric; the label values are
+/// set only by the `record_*` methods below.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// `rolerelay_refresh_total{role,result}`.
-    pub refresh_total: IntCounterVec,
-    /// `rolerelay_refresh_errors_total{role,kind}`.
-    pub refresh_errors_total: IntCounterVec,
-    /// `rolerelay_refresh_duration_seconds{role}`.
-    pub refresh_duration_seconds: HistogramVec,
-    /// `rolerelay_credentials_expiry_timestamp_seconds{role}`.
-    pub credentials_expiry_timestamp_seconds: GaugeVec,
-    /// `rolerelay_last_success_timestamp_seconds{role}`.
-    pub last_success_timestamp_seconds: GaugeVec,
-    /// `rolerelay_consecutive_failures{role}`.
-    pub consecutive_failures: IntGaugeVec,
-    /// `rolerelay_output_write_errors_total{role,output}`.
-    pub output_write_errors_total: IntCounterVec,
-    /// `rolerelay_endpoint_requests_total{role,code}`.
-    pub endpoint_requests_total: IntCounterVec,
-    /// `rolerelay_config_reloads_total{result}`.
-    pub config_reloads_total: IntCounterVec,
-    /// `rolerelay_build_info{version}`.
-    pub build_info: IntGaugeVec,
-    /// `rolerelay_ready{role}`: 1 when ready, as `/readyz` judges it, at scrape time.
-    pub ready: IntGaugeVec,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
+    refresh_total: IntCounterVec,
+    refresh_errors_total: IntCounterVec,
+    refresh_duration_seconds: HistogramVec,
+    credentials_expiry_timestamp_seconds: GaugeVec,
+    last_success_timestamp_seconds: GaugeVec,
+    consecutive_failures: IntGaugeVec,
+    output_write_errors_total: IntCounterVec,
+    endpoint_requests_total: IntCounterVec,
+    config_reloads_total: IntCounterVec,
+    build_info: IntGaugeVec,
+    ready: IntGaugeVec,
 }
 
 impl Metrics {
-    /// All metrics, registered in a new registry.
-    pub fn new() -> Metrics {
+    /// All metrics, registered in a new registry; `rolerelay_build_info` names `version`.
+    pub fn new(version: &str) -> Metrics {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
         };
         let gauge = |name: &str, help: &str| {
             GaugeVec::new(Opts::new(name, help), &["role"]).expect("valid metric")
+        };
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
         };
         let metrics = Metrics {
             registry: Registry::new(),
@@ -91,14 +106,11 @@ impl Metrics {
                 "rolerelay_last_success_timestamp_seconds",
                 "When the role was last refreshed successfully, in Unix seconds.",
             ),
-            consecutive_failures: IntGaugeVec::new(
-                Opts::new(
-                    "rolerelay_consecutive_failures",
-                    "Failed attempts since the role's last success.",
-                ),
+            consecutive_failures: int_gauge(
+                "rolerelay_consecutive_failures",
+                "Failed attempts since the role's last success.",
                 &["role"],
-            )
-            .expect("valid metric"),
+            ),
             output_write_errors_total: counter(
                 "rolerelay_output_write_errors_total",
                 "Failed writes of an output file, per role and output.",
@@ -114,32 +126,87 @@ impl Metrics {
                 "Configuration reloads, by result (success or error).",
                 &["result"],
             ),
-            ready: IntGaugeVec::new(
-                Opts::new(
-                    "rolerelay_ready",
-                    "1 when the role has valid credentials written to every output (as /readyz judges it), else 0.",
-                ),
+            ready: int_gauge(
+                "rolerelay_ready",
+                "1 when the role has valid credentials written to every output (as /readyz judges it), else 0.",
                 &["role"],
-            )
-            .expect("valid metric"),
-            build_info: IntGaugeVec::new(
-                Opts::new(
-                    "rolerelay_build_info",
-                    "Always 1; the version label says which build runs.",
-                ),
+            ),
+            build_info: int_gauge(
+                "rolerelay_build_info",
+                "Always 1; the version label says which build runs.",
                 &["version"],
-            )
-            .expect("valid metric"),
+            ),
         };
         metrics.register();
-        metrics
-            .build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        for result in ["success", "error"] {
+        metrics.build_info.with_label_values(&[version]).set(1);
+        for result in [SUCCESS, ERROR] {
             metrics.config_reloads_total.with_label_values(&[result]);
         }
         metrics
+    }
+
+    /// Counts one STS attempt for `role` that took `took`.
+    pub fn record_refresh(&self, role: &str, attempt: Attempt, took: Duration) {
+        self.refresh_duration_seconds
+            .with_label_values(&[role])
+            .observe(took.as_secs_f64());
+        match attempt {
+            Attempt::Succeeded { expiration, at } => {
+                self.refresh_total.with_label_values(&[role, SUCCESS]).inc();
+                self.consecutive_failures.with_label_values(&[role]).set(0);
+                self.credentials_expiry_timestamp_seconds
+                    .with_label_values(&[role])
+                    .set(unix_seconds(expiration));
+                self.last_success_timestamp_seconds
+                    .with_label_values(&[role])
+                    .set(unix_seconds(at));
+            }
+            Attempt::Failed {
+                kind,
+                consecutive_failures,
+            } => {
+                self.consecutive_failures
+                    .with_label_values(&[role])
+                    .set(i64::from(consecutive_failures));
+                self.refresh_total.with_label_values(&[role, ERROR]).inc();
+                self.refresh_errors_total
+                    .with_label_values(&[role, kind.metric_label()])
+                    .inc();
+            }
+        }
+    }
+
+    /// Counts each failed write of one of `role`'s outputs.
+    pub fn record_write_failures(&self, role: &str, failures: &[WriteFailure]) {
+        for failure in failures {
+            self.output_write_errors_total
+                .with_label_values(&[role, failure.output.label()])
+                .inc();
+        }
+    }
+
+    /// Counts one endpoint request: `role` is a configured role or [`UNKNOWN_ROLE`].
+    pub fn record_endpoint_request(&self, role: &str, code: u16) {
+        self.endpoint_requests_total
+            .with_label_values(&[role, &code.to_string()])
+            .inc();
+    }
+
+    /// Counts a configuration reload that was applied.
+    pub fn record_reload_applied(&self) {
+        self.config_reloads_total
+            .with_label_values(&[SUCCESS])
+            .inc();
+    }
+
+    /// Counts a configuration reload that was refused (the running configuration stayed).
+    pub fn record_reload_refused(&self) {
+        self.config_reloads_total.with_label_values(&[ERROR]).inc();
+    }
+
+    /// Sets `rolerelay_ready` of `role`.
+    pub fn set_ready(&self, role: &str, ready: bool) {
+        self.ready.with_label_values(&[role]).set(i64::from(ready));
     }
 
     fn register(&self) {
@@ -167,7 +234,7 @@ impl Metrics {
     /// event. The per-kind and per-output error counters appear at their first error: eleven
     /// more series per role would cost more memory than they tell.
     pub fn add_role(&self, role: &str) {
-        for result in ["success", "error"] {
+        for result in [SUCCESS, ERROR] {
             self.refresh_total.with_label_values(&[role, result]);
         }
         self.consecutive_failures.with_label_values(&[role]).set(0);
@@ -219,7 +286,7 @@ mod tests {
 
     #[test]
     fn every_spec_metric_is_exposed_with_help_and_type() {
-        let m = Metrics::new();
+        let m = Metrics::new("test");
         m.add_role("a");
         m.refresh_errors_total
             .with_label_values(&["a", "throttled"]);
@@ -262,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_removed_role_leaves_no_series() {
-        let m = Metrics::new();
+        let m = Metrics::new("test");
         m.add_role("gone");
         m.add_role("kept");
         m.output_write_errors_total

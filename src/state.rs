@@ -102,14 +102,14 @@ impl RoleState {
     }
 }
 
-/// What the endpoint finds for a role.
+/// What the endpoint answers for a role.
 #[derive(Debug)]
-pub enum Lookup {
-    /// No such role.
-    Unknown,
+pub enum EndpointAnswer {
+    /// No such role is configured.
+    UnknownRole,
     /// The role has no valid credentials now.
-    Unavailable,
-    /// The answer to send.
+    NoValidCredentials,
+    /// The body to send.
     Ready(SecretBytes),
 }
 
@@ -124,20 +124,30 @@ pub struct ReloadStatus {
     pub restart_needed: Vec<&'static str>,
 }
 
+/// What is not any one role's: the last reload and the readiness margin.
+#[derive(Debug, Default)]
+struct SidecarWide {
+    reload: Option<ReloadStatus>,
+    /// `refresh.min_remaining`: readiness turns 503 inside it while refreshes fail.
+    min_remaining: Duration,
+}
+
 /// Shared, cloneable state of all roles.
 ///
-/// One `std::sync::RwLock` over a small map: every access copies in or out and never holds the
+/// `std::sync::RwLock`s over small values: every access copies in or out and never holds a
 /// lock across an `.await` or a file write, so a blocking lock is the simple right choice.
 #[derive(Clone, Debug, Default)]
 pub struct State {
     roles: Arc<RwLock<BTreeMap<RoleName, RoleState>>>,
-    reload: Arc<RwLock<Option<ReloadStatus>>>,
+    sidecar: Arc<RwLock<SidecarWide>>,
 }
 
 impl State {
-    /// A state holding `roles`, none of them with credentials yet.
-    pub fn new(roles: &[RoleConfig]) -> State {
+    /// A state holding `roles`, none of them with credentials yet; readiness judges near
+    /// expiry by `min_remaining`.
+    pub fn new(roles: &[RoleConfig], min_remaining: Duration) -> State {
         let state = State::default();
+        state.set_min_remaining(min_remaining);
         for role in roles {
             state.add_role(role);
         }
@@ -181,26 +191,109 @@ impl State {
         self.roles.read().expect("state lock poisoned").clone()
     }
 
+    /// New credentials for `name`, received at `now`, with the endpoint's answer for them:
+    /// the failures end, and readiness waits for them to be written if they ended a run of
+    /// failures.
+    pub fn record_success(
+        &self,
+        name: &RoleName,
+        credentials: Arc<Credentials>,
+        endpoint_body: SecretBytes,
+        now: SystemTime,
+    ) {
+        self.update(name, |s| {
+            s.endpoint_body = Some(endpoint_body);
+            s.credentials = Some(credentials);
+            s.last_success = Some(now);
+            s.recovering = s.consecutive_failures > 0;
+            s.consecutive_failures = 0;
+            s.last_error = None;
+        });
+    }
+
+    /// A failed attempt for `name`; returns the failures in a row, this one included.
+    pub fn record_failure(&self, name: &RoleName, error: &AssumeError) -> u32 {
+        self.update(name, |s| {
+            s.consecutive_failures += 1;
+            s.last_error = Some(error.clone());
+            s.consecutive_failures
+        })
+        .unwrap_or(1)
+    }
+
+    /// Every output of `name` now holds credentials expiring at `expiration` (or newer).
+    pub fn record_published(&self, name: &RoleName, expiration: Option<SystemTime>) {
+        self.update(name, |s| {
+            s.published = expiration;
+            s.recovering = false;
+        });
+    }
+
+    /// The outputs of `name` no longer hold credentials (they expired and were removed).
+    pub fn record_withdrawn(&self, name: &RoleName) {
+        self.update(name, |s| s.published = None);
+    }
+
+    /// When the loop of `name` must next show progress (none while it waits for its turn).
+    pub fn set_heartbeat(&self, name: &RoleName, deadline: Option<SystemTime>) {
+        self.update(name, |s| s.heartbeat_deadline = deadline);
+    }
+
+    /// When the next attempt for `name` is scheduled.
+    pub fn set_next_refresh(&self, name: &RoleName, at: SystemTime) {
+        self.update(name, |s| s.next_refresh = Some(at));
+    }
+
+    /// The credentials of `name`, if it has any valid at `now`.
+    pub fn valid_credentials_of(
+        &self,
+        name: &RoleName,
+        now: SystemTime,
+    ) -> Option<Arc<Credentials>> {
+        let roles = self.roles.read().expect("state lock poisoned");
+        roles.get(name)?.valid_credentials(now).cloned()
+    }
+
     /// What the endpoint answers for `role` at `now`, found without copying the role's state.
-    pub fn endpoint_lookup(&self, role: &str, now: SystemTime) -> Lookup {
+    pub fn endpoint_answer(&self, role: &str, now: SystemTime) -> EndpointAnswer {
         let roles = self.roles.read().expect("state lock poisoned");
         match roles.get(role) {
-            None => Lookup::Unknown,
+            None => EndpointAnswer::UnknownRole,
             Some(s) => match (s.valid_credentials(now), &s.endpoint_body) {
-                (Some(_), Some(body)) => Lookup::Ready(body.clone()),
-                _ => Lookup::Unavailable,
+                (Some(_), Some(body)) => EndpointAnswer::Ready(body.clone()),
+                _ => EndpointAnswer::NoValidCredentials,
             },
         }
     }
 
     /// Records the outcome of a reload.
     pub fn set_reload(&self, status: ReloadStatus) {
-        *self.reload.write().expect("state lock poisoned") = Some(status);
+        self.sidecar.write().expect("state lock poisoned").reload = Some(status);
     }
 
     /// The outcome of the last reload, if any.
     pub fn reload(&self) -> Option<ReloadStatus> {
-        self.reload.read().expect("state lock poisoned").clone()
+        self.sidecar
+            .read()
+            .expect("state lock poisoned")
+            .reload
+            .clone()
+    }
+
+    /// Sets the readiness margin (`refresh.min_remaining`, which a reload may change).
+    pub fn set_min_remaining(&self, min_remaining: Duration) {
+        self.sidecar
+            .write()
+            .expect("state lock poisoned")
+            .min_remaining = min_remaining;
+    }
+
+    /// The readiness margin.
+    pub fn min_remaining(&self) -> Duration {
+        self.sidecar
+            .read()
+            .expect("state lock poisoned")
+            .min_remaining
     }
 
     /// Every role's credentials that are valid at `now`, by name.

@@ -38,7 +38,10 @@ pub fn read_current(dir: &Path, role: &str, now: SystemTime) -> Result<String, S
         version: u8,
         expiration: String,
     }
-    let path = dir.join(format!("{role}.json"));
+    let name = super::Output::ProcessJson
+        .file_name(role)
+        .expect("a per-role output");
+    let path = dir.join(name);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let check: Check = serde_json::from_str(&text)

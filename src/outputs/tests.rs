@@ -106,16 +106,18 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("new/dir");
     let roles = [role("a"), role("b")];
-    let state = State::new(&roles);
+    let state = State::new(&roles, Duration::from_secs(1200));
     let outputs = Outputs::new(&config(&dir), "us-east-1", &roles);
-    outputs.prepare(&state, SystemTime::UNIX_EPOCH).unwrap();
+    outputs
+        .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
+        .unwrap();
     assert!(std::fs::read_to_string(dir.join("config"))
         .unwrap()
         .contains("[profile b]"));
 
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
-    assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
     for file in ["a.json", "a.env", "credentials", "config"] {
         let meta = std::fs::metadata(dir.join(file)).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
@@ -130,10 +132,14 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
     // Expired credentials are never written.
     let later = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY + 1);
     state.update(&name("b"), |s| s.credentials = Some(Arc::new(creds('B'))));
-    assert!(outputs.publish(&state, &name("b"), later).is_empty());
+    assert!(outputs
+        .blocking_publish(&state, &name("b"), later)
+        .is_empty());
     assert!(!dir.join("b.json").exists());
 
-    assert!(outputs.withdraw(&state, &name("a"), later).is_empty());
+    assert!(outputs
+        .blocking_withdraw(&state, &name("a"), later)
+        .is_empty());
     assert!(!dir.join("a.json").exists() && !dir.join("a.env").exists());
     assert!(!std::fs::read_to_string(dir.join("credentials"))
         .unwrap()
@@ -144,29 +150,32 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
 fn a_failed_write_is_reported_and_remembered() {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a")];
-    let state = State::new(&roles);
+    let state = State::new(&roles, Duration::from_secs(1200));
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
-    outputs.prepare(&state, SystemTime::UNIX_EPOCH).unwrap();
+    outputs
+        .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
+        .unwrap();
     std::fs::create_dir(tmp.path().join("a.env")).unwrap();
     std::fs::write(tmp.path().join("a.env/x"), "").unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
-    let failures = outputs.publish(&state, &name("a"), now);
+    let failures = outputs.blocking_publish(&state, &name("a"), now);
     assert_eq!(
-        failures.iter().map(|f| f.0).collect::<Vec<_>>(),
-        vec![ENV_FILE]
+        failures.iter().map(|f| f.output).collect::<Vec<_>>(),
+        vec![Output::EnvFile]
     );
+    assert_eq!(failures[0].error.kind(), std::io::ErrorKind::IsADirectory);
     assert!(state
         .get(&name("a"))
         .unwrap()
         .write_errors
-        .contains_key(ENV_FILE));
+        .contains_key(Output::EnvFile.label()));
     assert!(
-        !failures[0].1.contains("secret-a"),
+        !failures[0].to_string().contains("secret-a"),
         "errors never carry the secret"
     );
     std::fs::remove_dir_all(tmp.path().join("a.env")).unwrap();
-    assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
     assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
 }
 
@@ -174,24 +183,33 @@ fn a_failed_write_is_reported_and_remembered() {
 fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a"), role("b")];
-    let state = State::new(&roles);
+    let state = State::new(&roles, Duration::from_secs(1200));
     let before = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     let earlier = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
-    earlier.prepare(&state, before).unwrap();
+    earlier.blocking_prepare(&state, before).unwrap();
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
-    assert!(earlier.publish(&state, &name("a"), before).is_empty());
+    assert!(earlier
+        .blocking_publish(&state, &name("a"), before)
+        .is_empty());
     std::fs::write(tmp.path().join("b.json"), "torn").unwrap();
     std::fs::write(tmp.path().join("unrelated.json"), "{}").unwrap();
 
     let restarted = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     assert_eq!(
-        restarted.prepare(&State::new(&roles), before).unwrap(),
+        restarted
+            .blocking_prepare(&State::new(&roles, Duration::from_secs(1200)), before)
+            .unwrap(),
         1,
         "the unreadable b.json"
     );
     assert!(tmp.path().join("a.json").exists(), "still valid: kept");
     let after = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY + 1);
-    assert_eq!(restarted.prepare(&State::new(&roles), after).unwrap(), 1);
+    assert_eq!(
+        restarted
+            .blocking_prepare(&State::new(&roles, Duration::from_secs(1200)), after)
+            .unwrap(),
+        1
+    );
     assert!(
         !tmp.path().join("a.json").exists() && !tmp.path().join("a.env").exists(),
         "expired: removed"
@@ -206,10 +224,10 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
 fn one_role() -> (tempfile::TempDir, State, Outputs, SystemTime) {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a")];
-    let state = State::new(&roles);
+    let state = State::new(&roles, Duration::from_secs(1200));
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
-    outputs.prepare(&state, now).unwrap();
+    outputs.blocking_prepare(&state, now).unwrap();
     (tmp, state, outputs, now)
 }
 
@@ -217,16 +235,18 @@ fn one_role() -> (tempfile::TempDir, State, Outputs, SystemTime) {
 fn nothing_is_written_after_remove_all() {
     let (tmp, state, outputs, now) = one_role();
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
-    assert!(outputs.publish(&state, &name("a"), now).is_empty());
-    outputs.write_token("token", &Secret::new("t0ken")).unwrap();
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
+    outputs
+        .blocking_write_token("token", &Secret::new("t0ken"))
+        .unwrap();
     assert_eq!(
         std::fs::read(tmp.path().join("token")).unwrap(),
         b"t0ken",
         "no trailing newline"
     );
-    outputs.remove_all().unwrap();
+    outputs.blocking_remove_all().unwrap();
     // A refresh that was already writing when SIGTERM came finishes after the removal.
-    assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
 
@@ -235,14 +255,15 @@ fn turning_an_output_off_forgets_its_last_error() {
     let (tmp, state, outputs, now) = one_role();
     state.update(&name("a"), |s| {
         s.credentials = Some(Arc::new(creds('A')));
-        s.write_errors.insert(ENV_FILE, "disk full".into());
+        s.write_errors
+            .insert(Output::EnvFile.label(), "disk full".into());
     });
     let off = OutputsConfig {
         env_file: false,
         ..config(tmp.path())
     };
     assert!(outputs
-        .reconfigure(&off, "us-east-1", &state, now)
+        .blocking_reconfigure(&off, "us-east-1", &state, now)
         .is_empty());
     assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
 }
@@ -251,22 +272,24 @@ fn turning_an_output_off_forgets_its_last_error() {
 fn a_token_file_that_cannot_be_written_is_every_roles_error_until_it_is() {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a"), role("b")];
-    let state = State::new(&roles);
+    let state = State::new(&roles, Duration::from_secs(1200));
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
-    outputs.write_token("token", &Secret::new("t0ken")).unwrap();
+    outputs
+        .blocking_write_token("token", &Secret::new("t0ken"))
+        .unwrap();
     let token_error = |role: &str| {
         state
             .get(&name(role))
             .unwrap()
             .write_errors
-            .contains_key(TOKEN)
+            .contains_key(Output::Token.label())
     };
     // Someone puts a directory where the token goes: rewriting it (a reload) fails.
     std::fs::remove_file(tmp.path().join("token")).unwrap();
     std::fs::create_dir_all(tmp.path().join("token/blocker")).unwrap();
-    let failures = outputs.reconfigure(&config(tmp.path()), "us-east-1", &state, now);
-    assert!(failures.iter().any(|(output, _)| *output == TOKEN));
+    let failures = outputs.blocking_reconfigure(&config(tmp.path()), "us-east-1", &state, now);
+    assert!(failures.iter().any(|f| f.output == Output::Token));
     assert!(
         token_error("a") && token_error("b"),
         "the endpoint needs it for both"
@@ -275,7 +298,7 @@ fn a_token_file_that_cannot_be_written_is_every_roles_error_until_it_is() {
     // Gone again: the next publication, of either role, restores it for both.
     std::fs::remove_dir_all(tmp.path().join("token")).unwrap();
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
-    assert!(outputs.publish(&state, &name("a"), now).is_empty());
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
     assert_eq!(std::fs::read(tmp.path().join("token")).unwrap(), b"t0ken");
     assert!(!token_error("a") && !token_error("b"));
 }

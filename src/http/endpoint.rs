@@ -7,24 +7,20 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::clock;
-use crate::credentials::{rfc3339, Credentials, Secret, SecretBytes};
-use crate::http::{bytes_response, json, not_found};
-use crate::metrics::{Metrics, UNKNOWN_ROLE};
-use crate::state::{Lookup, State};
+use super::{bytes_response, json, not_found, View};
+use crate::credentials::Secret;
+use crate::metrics::UNKNOWN_ROLE;
+use crate::state::EndpointAnswer;
 
-/// What the endpoint reads.
+/// What the endpoint reads: the roles' state, and the token a request must carry.
 #[derive(Clone, Debug)]
-pub struct EndpointContext {
-    /// Every role's state.
-    pub state: State,
-    /// For `rolerelay_endpoint_requests_total`.
-    pub metrics: Arc<Metrics>,
+pub struct Endpoint {
+    /// The state, metrics and clock.
+    pub view: View,
     /// The token a request must carry.
     pub token: Arc<Secret>,
 }
@@ -53,84 +49,57 @@ pub fn token_matches(expected: &Secret, given: Option<&str>) -> bool {
         == 0
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ContainerCredentials<'a> {
-    access_key_id: &'a str,
-    secret_access_key: &'a str,
-    token: &'a str,
-    expiration: String,
-    role_arn: &'a str,
-}
-
 /// The endpoint's routes; anything else is 404.
 pub fn routes(
-    ctx: EndpointContext,
+    endpoint: Endpoint,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let metrics = ctx.metrics.clone();
-    let ctx = warp::any().map(move || ctx.clone());
+    let metrics = endpoint.view.metrics.clone();
+    let endpoint = warp::any().map(move || endpoint.clone());
     warp::get()
         .and(warp::path!("v1" / "credentials" / String))
         .and(warp::header::optional::<String>("authorization"))
-        .and(ctx)
-        .map(|role: String, auth: Option<String>, ctx: EndpointContext| {
-            credentials(&ctx, &role, auth.as_deref())
+        .and(endpoint)
+        .map(|role: String, auth: Option<String>, endpoint: Endpoint| {
+            credentials(&endpoint, &role, auth.as_deref())
         })
         .recover(move |_| {
             // Any other path or method: counted too, as a request for no role.
-            metrics
-                .endpoint_requests_total
-                .with_label_values(&[UNKNOWN_ROLE, "404"])
-                .inc();
+            metrics.record_endpoint_request(UNKNOWN_ROLE, StatusCode::NOT_FOUND.as_u16());
             async { Ok::<_, Infallible>(not_found()) }
         })
         .unify()
 }
 
-fn credentials(ctx: &EndpointContext, role: &str, auth: Option<&str>) -> Response {
-    let lookup = ctx.state.endpoint_lookup(role, clock::now());
-    let label = if matches!(lookup, Lookup::Unknown) {
-        UNKNOWN_ROLE
-    } else {
-        role
+fn credentials(endpoint: &Endpoint, role: &str, auth: Option<&str>) -> Response {
+    let view = &endpoint.view;
+    let answer = view.state.endpoint_answer(role, view.clock.now());
+    // A role a client made up is never a label.
+    let label = match answer {
+        EndpointAnswer::UnknownRole => UNKNOWN_ROLE,
+        _ => role,
     };
     let message =
         |code: StatusCode, text: &str| (code, json(code, &serde_json::json!({ "message": text })));
-    let (code, response) = if !token_matches(&ctx.token, auth) {
+    let (code, response) = if !token_matches(&endpoint.token, auth) {
         message(
             StatusCode::UNAUTHORIZED,
             "missing or wrong Authorization token",
         )
     } else {
-        match lookup {
-            Lookup::Unknown => message(StatusCode::NOT_FOUND, "no such role"),
-            Lookup::Unavailable => message(
+        match answer {
+            EndpointAnswer::UnknownRole => message(StatusCode::NOT_FOUND, "no such role"),
+            EndpointAnswer::NoValidCredentials => message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no valid credentials for this role yet",
             ),
-            Lookup::Ready(body) => (
+            EndpointAnswer::Ready(body) => (
                 StatusCode::OK,
                 bytes_response(StatusCode::OK, body.expose()),
             ),
         }
     };
-    ctx.metrics
-        .endpoint_requests_total
-        .with_label_values(&[label, code.as_str()])
-        .inc();
+    view.metrics.record_endpoint_request(label, code.as_u16());
     response
-}
-
-/// The endpoint's 200 answer for `creds`, rendered once per generation of credentials.
-pub fn render(creds: &Credentials) -> SecretBytes {
-    let body = ContainerCredentials {
-        access_key_id: &creds.access_key_id,
-        secret_access_key: creds.secret_access_key.expose(),
-        token: creds.session_token.expose(),
-        expiration: rfc3339(creds.expiration),
-        role_arn: &creds.role_arn,
-    };
-    SecretBytes::new(serde_json::to_vec(&body).expect("plain strings serialize"))
 }
 
 #[cfg(test)]

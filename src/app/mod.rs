@@ -1,0 +1,440 @@
+//! The `run` and `once` commands: build the context, start the tasks, apply reloads, and own
+//! the shutdown order.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, error, info, warn};
+
+use crate::assume::Assumer;
+use crate::cli::ConfigArgs;
+use crate::clock::Clock;
+use crate::config::diff::{diff, running_after_reload, Diff};
+use crate::config::{Config, RoleConfig, RoleName};
+use crate::context::{Context, LiveSettings};
+use crate::http::endpoint::{self, Endpoint};
+use crate::http::{self, status, View};
+use crate::metrics::Metrics;
+use crate::outputs::Outputs;
+use crate::refresher::{RefreshError, RoleLoop};
+use crate::reload;
+use crate::schedule::Policy;
+use crate::source;
+use crate::state::{ReloadStatus, State};
+
+/// How long tasks get to finish a write in progress after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Builds what the refresh loops share, with `assumer` calling STS: the state, the metrics and
+/// the outputs, whose directory is prepared (stale files of an earlier run removed).
+pub fn context(config: &Config, assumer: Assumer, clock: Clock) -> anyhow::Result<Context> {
+    let state = State::new(&config.roles, config.refresh.min_remaining.0);
+    let outputs = Arc::new(Outputs::new(
+        &config.outputs,
+        &config.sts.region,
+        &config.roles,
+    ));
+    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
+    for role in &config.roles {
+        metrics.add_role(role.name.as_str());
+    }
+    let removed = outputs
+        .blocking_prepare(&state, clock.now())
+        .with_context(|| {
+            format!(
+                "cannot prepare the output directory {}",
+                config.outputs.directory.display()
+            )
+        })?;
+    if removed > 0 {
+        info!(
+            removed,
+            "removed temporary and expired files left by an earlier run"
+        );
+    }
+    let settings = LiveSettings {
+        assumer,
+        policy: Policy::from(&config.refresh),
+    };
+    let concurrency = config.refresh.concurrency;
+    Ok(Context::new(
+        settings,
+        outputs,
+        state,
+        concurrency,
+        metrics,
+        clock,
+    ))
+}
+
+/// The context of the real sidecar: STS with the source credentials, and the wall clock.
+async fn start_context(config: &Config) -> anyhow::Result<Context> {
+    let client = source::sts_client(config).await;
+    let assumer = Assumer::new(client, config.refresh.timeout.0);
+    context(config, assumer, Clock::System)
+}
+
+/// `rolerelay run`: refreshes every role and serves HTTP until `shutdown` completes, applying
+/// changes of the configuration file (watched, or on SIGHUP) as they come; then stops the loops
+/// and servers, lets a write in progress finish, and removes the files if `remove_on_exit` is set.
+pub async fn run(
+    config: Config,
+    args: ConfigArgs,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let ctx = start_context(&config).await?;
+    let (stop_servers, servers_stopped) = watch::channel(false);
+    let mut servers = start_servers(&config, &ctx, servers_stopped).await?;
+    let mut sidecar = Sidecar::new(config, args, ctx);
+    sidecar.serve(shutdown, &mut servers).await?;
+    info!("shutting down");
+    let _ = stop_servers.send(true);
+    let stopped = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        sidecar.stop_all().await;
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    if stopped.is_err() {
+        warn!(
+            "the refresh loops and servers did not stop within {}s",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    if sidecar.config.outputs.remove_on_exit {
+        sidecar
+            .ctx
+            .outputs
+            .remove_all()
+            .await
+            .context("cannot remove the output files")?;
+        info!("removed the output files");
+    }
+    Ok(())
+}
+
+/// Binds both listeners (a busy port fails the start, naming its key), writes the endpoint's
+/// token, and serves until `stopped` turns true.
+async fn start_servers(
+    config: &Config,
+    ctx: &Context,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<JoinSet<()>> {
+    let status_listener = bind(config.server.listen, "server.listen").await?;
+    let endpoint = &config.credentials_endpoint;
+    let endpoint_listener = match endpoint.enabled {
+        true => Some(bind(endpoint.listen, "credentials_endpoint.listen").await?),
+        false => None,
+    };
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let view = View {
+        state: ctx.state.clone(),
+        metrics: ctx.metrics.clone(),
+        clock: ctx.clock,
+    };
+    let mut servers = JoinSet::new();
+    info!(listen = %config.server.listen, "serving /healthz /readyz /metrics /status");
+    servers.spawn(http::serve(
+        status_listener,
+        status::routes(view.clone()),
+        until_stopped(stopped.clone()),
+    ));
+    if let Some(listener) = endpoint_listener {
+        // A new token at every start: written before the endpoint answers anything.
+        let token = Arc::new(endpoint::new_token());
+        ctx.outputs
+            .write_token(&endpoint.token_file, &token)
+            .await
+            .context("cannot write the endpoint token file")?;
+        info!(listen = %endpoint.listen, token_file = %config.outputs.directory.join(&endpoint.token_file).display(),
+            "serving the container-credentials endpoint at /v1/credentials/<role>");
+        servers.spawn(http::serve(
+            listener,
+            endpoint::routes(Endpoint { view, token }),
+            until_stopped(stopped),
+        ));
+    }
+    Ok(servers)
+}
+
+/// Binds a listener, naming the configuration key in the error.
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {key} {addr}"))
+}
+
+/// Watches the configuration file, if there is one, for reloads; without a watch, SIGHUP still
+/// reloads.
+fn watch_config(
+    args: &ConfigArgs,
+    trigger: &mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let path = args
+        .config
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())?;
+    match reload::watch(path, trigger.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot watch the configuration file; reload with SIGHUP");
+            None
+        }
+    }
+}
+
+/// Why the configuration is read again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReloadCause {
+    /// The watched file changed: a file that changes nothing is not worth a word.
+    FileChanged,
+    /// SIGHUP: reloaded and reported even when nothing changed, so the request is seen.
+    Hangup,
+}
+
+/// The running roles and the configuration they came from.
+struct Sidecar {
+    config: Config,
+    args: ConfigArgs,
+    ctx: Context,
+    loops: HashMap<RoleName, RoleTask>,
+}
+
+/// One role's running loop and the switch that stops it.
+struct RoleTask {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Sidecar {
+    fn new(config: Config, args: ConfigArgs, ctx: Context) -> Sidecar {
+        Sidecar {
+            config,
+            args,
+            ctx,
+            loops: HashMap::new(),
+        }
+    }
+
+    /// Starts every role's loop, then applies reloads (the watched file, SIGHUP) until
+    /// `shutdown` completes. An HTTP server that ends is fatal.
+    async fn serve(
+        &mut self,
+        shutdown: impl Future<Output = ()>,
+        servers: &mut JoinSet<()>,
+    ) -> anyhow::Result<()> {
+        let (trigger, mut triggered) = mpsc::channel(1);
+        // Held for as long as it should watch; replaced after each reload.
+        let mut _watcher = watch_config(&self.args, &trigger);
+        let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        self.start_all();
+        info!(roles = self.config.roles.len(), directory = %self.config.outputs.directory.display(), "rolerelay started");
+        tokio::pin!(shutdown);
+        loop {
+            let cause = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                Some(()) = triggered.recv() => {
+                    reload::debounce(&mut triggered).await;
+                    ReloadCause::FileChanged
+                }
+                Some(()) = hangup.recv() => ReloadCause::Hangup,
+                Some(ended) = servers.join_next() => anyhow::bail!("an HTTP server ended unexpectedly: {ended:?}"),
+            };
+            self.reload(cause).await;
+            // A link may point elsewhere now: watch what it points to (new before old goes).
+            _watcher = watch_config(&self.args, &trigger);
+        }
+    }
+
+    fn start_all(&mut self) {
+        for role in self.config.roles.clone() {
+            self.start(role);
+        }
+    }
+
+    fn start(&mut self, role: RoleConfig) {
+        let (stop, stopped) = watch::channel(false);
+        let name = role.name.clone();
+        let task = tokio::spawn(RoleLoop::new(self.ctx.clone(), role).run(stopped));
+        self.loops.insert(name, RoleTask { stop, task });
+    }
+
+    /// Stops some loops together, letting a write in progress finish; one that does not stop
+    /// within the grace period is aborted.
+    async fn stop(&mut self, names: &[&RoleName]) {
+        let stopping: Vec<RoleTask> = names.iter().filter_map(|n| self.loops.remove(*n)).collect();
+        for role in &stopping {
+            let _ = role.stop.send(true);
+        }
+        for role in stopping {
+            let abort = role.task.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE, role.task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for role in self.loops.values() {
+            let _ = role.stop.send(true);
+        }
+        for (_, role) in self.loops.drain() {
+            let _ = role.task.await;
+        }
+    }
+
+    /// Loads the configuration again and applies what changed. An invalid file changes nothing.
+    async fn reload(&mut self, cause: ReloadCause) {
+        let new = match Config::load(&self.args) {
+            Ok(new) => new,
+            Err(e) => {
+                // Status and log first, the counter last: whoever sees it grow finds the rest.
+                self.ctx.state.set_reload(ReloadStatus {
+                    time: self.ctx.clock.now(),
+                    error: Some(e.to_string()),
+                    restart_needed: vec![],
+                });
+                error!(error = %e, "configuration reload refused; the running configuration stays");
+                self.ctx.metrics.record_reload_refused();
+                return;
+            }
+        };
+        let changes = diff(&self.config, &new);
+        let after_error = self.ctx.state.reload().is_some_and(|r| r.error.is_some());
+        let nothing = changes.is_empty() && changes.restart_needed.is_empty();
+        if nothing && cause == ReloadCause::FileChanged && !after_error {
+            debug!("the configuration file changed nothing");
+            return;
+        }
+        info!(
+            added = changes.added.len(),
+            removed = changes.removed.len(),
+            changed = changes.changed.len(),
+            kept = changes.kept.len(),
+            "applying the reloaded configuration"
+        );
+        if !changes.restart_needed.is_empty() {
+            warn!(keys = ?changes.restart_needed, "these settings changed but apply only after a restart");
+        }
+        let restart_needed = changes.restart_needed.clone();
+        self.apply(new, changes).await;
+        self.ctx.state.set_reload(ReloadStatus {
+            time: self.ctx.clock.now(),
+            error: None,
+            restart_needed,
+        });
+        self.ctx.metrics.record_reload_applied();
+    }
+
+    /// Applies a valid reloaded configuration: new STS client or schedule, roles stopped,
+    /// restarted and started, files rewritten.
+    async fn apply(&mut self, new: Config, changes: Diff) {
+        let running = running_after_reload(&self.config, new);
+        let ctx = self.ctx.clone();
+        if changes.sts || changes.refresh {
+            let assumer = match changes.sts {
+                true => Assumer::new(
+                    source::sts_client(&running).await,
+                    running.refresh.timeout.0,
+                ),
+                false => ctx
+                    .settings()
+                    .assumer
+                    .with_timeout(running.refresh.timeout.0),
+            };
+            ctx.set_settings(LiveSettings {
+                assumer,
+                policy: Policy::from(&running.refresh),
+            });
+        }
+        // A role whose own settings changed gets new credentials from scratch (the old ones may be
+        // for another role now). One changed only through `sts`/`source` keeps serving what it
+        // has while its new loop assumes it again at once.
+        let replaced: Vec<RoleName> = changes
+            .changed
+            .iter()
+            .filter(|r| !self.config.roles.contains(r))
+            .map(|r| r.name.clone())
+            .collect();
+        let stopping: Vec<&RoleName> = changes
+            .removed
+            .iter()
+            .chain(changes.changed.iter().map(|r| &r.name))
+            .collect();
+        self.stop(&stopping).await;
+        for name in changes.removed.iter().chain(&replaced) {
+            ctx.state.remove_role(name);
+        }
+        for name in &changes.removed {
+            ctx.metrics.remove_role(name.as_str());
+        }
+        let rewrite = (changes.outputs || changes.sts)
+            .then(|| (running.outputs.clone(), running.sts.region.clone()));
+        let failures = ctx
+            .outputs
+            .apply_reload(
+                &ctx.state,
+                replaced,
+                running.roles.clone(),
+                rewrite,
+                ctx.clock.now(),
+            )
+            .await;
+        for failure in failures {
+            warn!(output = %failure.output, error = %failure, "could not update an output after the reload");
+        }
+        for role in changes.added.iter().chain(&changes.changed) {
+            ctx.state.add_role(role);
+            ctx.metrics.add_role(role.name.as_str());
+            self.start(role.clone());
+        }
+        self.config = running;
+    }
+}
+
+/// `rolerelay once`: assumes every role once (concurrently, within `refresh.concurrency`) and
+/// writes every output. Returns the roles that failed, with why.
+pub async fn once(config: Config) -> anyhow::Result<Vec<(RoleName, RefreshError)>> {
+    let ctx = start_context(&config).await?;
+    refresh_each_once(&ctx, &config.roles).await
+}
+
+/// Refreshes each of `roles` once, concurrently; returns the roles that failed, by name.
+async fn refresh_each_once(
+    ctx: &Context,
+    roles: &[RoleConfig],
+) -> anyhow::Result<Vec<(RoleName, RefreshError)>> {
+    let mut tasks = JoinSet::new();
+    for role in roles.iter().cloned() {
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            let name = role.name.clone();
+            (name, RoleLoop::new(ctx, role).refresh().await)
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (name, result) = joined.context("a refresh task panicked")?;
+        if let Err(e) = result {
+            warn!(role = %name, error = %e, "refresh failed");
+            failed.push((name, e));
+        }
+    }
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(failed)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! `server.listen`: `/healthz`, `/readyz`, `/metrics` and `/status`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::{json, not_found, respond, View};
+use crate::config::RoleName;
+use crate::credentials::rfc3339;
+use crate::state::{ReloadStatus, RoleState};
+
+/// The content type of the Prometheus text exposition.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The routes of `server.listen`; anything else is 404.
+pub fn routes(view: View) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let view = warp::any().map(move || view.clone());
+    let healthz = warp::path!("healthz")
+        .and(view.clone())
+        .map(|v: View| healthz(&v.state.snapshot(), v.clock.now()));
+    let readyz = warp::path!("readyz")
+        .and(view.clone())
+        .map(|v: View| readyz(&v.state.snapshot(), v.clock.now(), v.state.min_remaining()));
+    let metrics = warp::path!("metrics").and(view.clone()).map(|v: View| {
+        // Readiness depends on the time: brought up to date at each scrape.
+        let (now, min_remaining) = (v.clock.now(), v.state.min_remaining());
+        for (name, role) in v.state.snapshot() {
+            let ready = role.readiness(now, min_remaining).is_ok();
+            v.metrics.set_ready(name.as_str(), ready);
+        }
+        respond(StatusCode::OK, PROMETHEUS_TEXT, v.metrics.render())
+    });
+    let status = warp::path!("status").and(view).map(|v: View| {
+        let now = v.clock.now();
+        let document = status(
+            &v.state.snapshot(),
+            v.state.reload().as_ref(),
+            v.state.min_remaining(),
+            now,
+        );
+        json(StatusCode::OK, &document)
+    });
+    warp::get()
+        .and(
+            healthz
+                .or(readyz)
+                .unify()
+                .or(metrics)
+                .unify()
+                .or(status)
+                .unify(),
+        )
+        .recover(|_| async { Ok::<_, Infallible>(not_found()) })
+        .unify()
+}
+
+/// The body of `/healthz` and `/readyz`.
+#[derive(Serialize)]
+struct Verdict<'a> {
+    status: &'a str,
+    /// The roles that fail the check, with why.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    roles: BTreeMap<String, String>,
+}
+
+/// 200 while every role's loop shows progress; 503 naming the loops that do not.
+pub fn healthz(roles: &BTreeMap<RoleName, RoleState>, now: SystemTime) -> Response {
+    verdict(roles, |s| s.liveness(now), "ok", "unhealthy")
+}
+
+/// 200 when every role is ready; 503 naming each role that is not, and why.
+pub fn readyz(
+    roles: &BTreeMap<RoleName, RoleState>,
+    now: SystemTime,
+    min_remaining: Duration,
+) -> Response {
+    verdict(
+        roles,
+        |s| s.readiness(now, min_remaining),
+        "ready",
+        "not ready",
+    )
+}
+
+fn verdict(
+    roles: &BTreeMap<RoleName, RoleState>,
+    check: impl Fn(&RoleState) -> Result<(), String>,
+    good: &str,
+    bad: &str,
+) -> Response {
+    let failing: BTreeMap<String, String> = roles
+        .iter()
+        .filter_map(|(name, s)| check(s).err().map(|why| (name.to_string(), why)))
+        .collect();
+    let (code, status) = match failing.is_empty() {
+        true => (StatusCode::OK, good),
+        false => (StatusCode::SERVICE_UNAVAILABLE, bad),
+    };
+    json(
+        code,
+        &Verdict {
+            status,
+            roles: failing,
+        },
+    )
+}
+
+/// One role in `/status`. Never a secret: the access key id is the only part of a credential.
+#[derive(Serialize)]
+struct RoleStatus {
+    name: String,
+    role_arn: String,
+    ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_ready_reason: Option<String>,
+    access_key_id: Option<String>,
+    expiration: Option<String>,
+    last_success: Option<String>,
+    next_refresh: Option<String>,
+    consecutive_failures: u32,
+    last_error: Option<ErrorStatus>,
+    write_errors: BTreeMap<&'static str, String>,
+}
+
+/// The last failed refresh of a role in `/status`.
+#[derive(Serialize)]
+struct ErrorStatus {
+    kind: &'static str,
+    code: Option<String>,
+    message: String,
+}
+
+impl RoleStatus {
+    fn new(name: &RoleName, role: &RoleState, now: SystemTime, min_remaining: Duration) -> Self {
+        let readiness = role.readiness(now, min_remaining);
+        RoleStatus {
+            name: name.to_string(),
+            role_arn: role.role_arn.clone(),
+            ready: readiness.is_ok(),
+            not_ready_reason: readiness.err(),
+            access_key_id: role.credentials.as_ref().map(|c| c.access_key_id.clone()),
+            expiration: role.credentials.as_ref().map(|c| rfc3339(c.expiration)),
+            last_success: role.last_success.map(rfc3339),
+            next_refresh: role.next_refresh.map(rfc3339),
+            consecutive_failures: role.consecutive_failures,
+            last_error: role.last_error.as_ref().map(|e| ErrorStatus {
+                kind: e.kind.metric_label(),
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
+            write_errors: role.write_errors.clone(),
+        }
+    }
+}
+
+/// The `/status` document.
+pub fn status(
+    roles: &BTreeMap<RoleName, RoleState>,
+    reload: Option<&ReloadStatus>,
+    min_remaining: Duration,
+    now: SystemTime,
+) -> serde_json::Value {
+    let roles: Vec<RoleStatus> = roles
+        .iter()
+        .map(|(name, role)| RoleStatus::new(name, role, now, min_remaining))
+        .collect();
+    let last_reload = reload.map(|r| {
+        serde_json::json!({
+            "time": rfc3339(r.time),
+            "result": if r.error.is_some() { "error" } else { "success" },
+            "error": r.error,
+            "restart_needed": r.restart_needed,
+        })
+    });
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "time": rfc3339(now),
+        "roles": roles,
+        "last_reload": last_reload,
+    })
+}
