@@ -128,8 +128,8 @@ impl AssumeError {
         E: ProvideErrorMetadata + StdError + 'static,
     {
         if let SdkError::ServiceError(service) = err {
-            let e = service.err();
-            let Some(code) = e.code() else {
+            let error = service.err();
+            let Some(code) = error.code() else {
                 let status = service.raw().status().as_u16();
                 return AssumeError::new(
                     ErrorKind::Other,
@@ -138,7 +138,7 @@ impl AssumeError {
                 );
             };
             let kind = ErrorKind::from_code(code);
-            let mut message = format!("{code}: {}", e.message().unwrap_or("(no message)"));
+            let mut message = format!("{code}: {}", error.message().unwrap_or("(no message)"));
             if kind == ErrorKind::AccessDenied {
                 message.push_str(&format!(
                     " (check that the trust policy of {arn} trusts this sidecar's principal, with the right ExternalId, \
@@ -341,12 +341,12 @@ impl Assumer {
                 format!("STS answered without {what}"),
             )
         };
-        let c = output.credentials.ok_or_else(|| malformed("Credentials"))?;
-        let expiration =
-            SystemTime::try_from(c.expiration).map_err(|_| malformed("a valid Expiration"))?;
-        if c.access_key_id.is_empty()
-            || c.secret_access_key.is_empty()
-            || c.session_token.is_empty()
+        let returned = output.credentials.ok_or_else(|| malformed("Credentials"))?;
+        let expiration = SystemTime::try_from(returned.expiration)
+            .map_err(|_| malformed("a valid Expiration"))?;
+        if returned.access_key_id.is_empty()
+            || returned.secret_access_key.is_empty()
+            || returned.session_token.is_empty()
         {
             return Err(malformed("a complete key, secret and session token"));
         }
@@ -361,9 +361,9 @@ impl Assumer {
             ));
         }
         Ok(Credentials {
-            access_key_id: c.access_key_id,
-            secret_access_key: Secret::new(c.secret_access_key),
-            session_token: Secret::new(c.session_token),
+            access_key_id: returned.access_key_id,
+            secret_access_key: Secret::new(returned.secret_access_key),
+            session_token: Secret::new(returned.session_token),
             expiration,
             issued,
             role_arn: arn.to_string(),

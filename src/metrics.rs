@@ -223,9 +223,9 @@ impl Metrics {
             Box::new(self.build_info.clone()),
             Box::new(self.ready.clone()),
         ];
-        for c in collectors {
+        for collector in collectors {
             self.registry
-                .register(c)
+                .register(collector)
                 .expect("each metric is registered once");
         }
     }

@@ -26,21 +26,21 @@ pub fn routes(view: View) -> impl Filter<Extract = (Response,), Error = Infallib
     let readyz = warp::path!("readyz")
         .and(view.clone())
         .map(|v: View| readyz(&v.state.snapshot(), v.clock.now(), v.state.min_remaining()));
-    let metrics = warp::path!("metrics").and(view.clone()).map(|v: View| {
+    let metrics = warp::path!("metrics").and(view.clone()).map(|view: View| {
         // Readiness depends on the time: brought up to date at each scrape.
-        let (now, min_remaining) = (v.clock.now(), v.state.min_remaining());
-        for (name, role) in v.state.snapshot() {
+        let (now, min_remaining) = (view.clock.now(), view.state.min_remaining());
+        for (name, role) in view.state.snapshot() {
             let ready = role.readiness(now, min_remaining).is_ok();
-            v.metrics.set_ready(name.as_str(), ready);
+            view.metrics.set_ready(name.as_str(), ready);
         }
-        respond(StatusCode::OK, PROMETHEUS_TEXT, v.metrics.render())
+        respond(StatusCode::OK, PROMETHEUS_TEXT, view.metrics.render())
     });
-    let status = warp::path!("status").and(view).map(|v: View| {
-        let now = v.clock.now();
+    let status = warp::path!("status").and(view).map(|view: View| {
+        let now = view.clock.now();
         let document = status(
-            &v.state.snapshot(),
-            v.state.reload().as_ref(),
-            v.state.min_remaining(),
+            &view.state.snapshot(),
+            view.state.reload().as_ref(),
+            view.state.min_remaining(),
             now,
         );
         json(StatusCode::OK, &document)
