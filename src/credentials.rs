@@ -60,9 +60,9 @@ impl fmt::Debug for SecretBytes {
 pub struct Credentials {
     /// The access key id; not a secret, and the one part that may be logged.
     pub access_key_id: String,
-    /// The secret access key.
+    /// The secret access key: written to the outputs, never printed.
     pub secret_access_key: Secret,
-    /// The session token.
+    /// The session token: written to the outputs, never printed.
     pub session_token: Secret,
     /// When STS says they stop working.
     pub expiration: SystemTime,

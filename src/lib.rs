@@ -5,24 +5,28 @@
 //!
 //! # Layout
 //!
+//! Arrows point one way: `main` → [`app`] → [`refresher`] → [`outputs`] / [`state`] ← [`http`].
+//! `scripts/check-layout` fails the build on an import cycle.
+//!
 //! - [`cli`] — the command line (clap; every flag has a `ROLERELAY_*` variable).
 //! - [`config`] — the YAML file, flags and defaults merged into one validated [`config::Config`].
 //! - [`credentials`] — temporary credentials and the redacting [`credentials::Secret`].
 //! - [`source`] — the sidecar's own credentials (aws-config's default chain) and the STS client.
 //! - [`assume`] — one AssumeRole call, role chains, and the classification of STS errors.
 //! - [`schedule`] — when to refresh and when to retry: pure functions of time.
-//! - [`state`] — what every role has now, shared by the refreshers and the readers.
-//! - [`outputs`] — the files of the shared volume, each written atomically.
-//! - [`refresher`] — the per-role loop: assume, publish, sleep until the next refresh.
-//! - [`metrics`] — every Prometheus metric, in an owned registry.
-//! - [`http`] — `/healthz`, `/readyz`, `/metrics`, `/status`.
-//! - [`endpoint`] — the container-credentials endpoint and its token.
+//! - [`state`] — what every role has now: written by the loops, read by outputs and HTTP.
+//! - [`outputs`] — the files of the shared volume (one module per format), written atomically.
+//! - [`metrics`] — every Prometheus metric, in an owned registry, recorded through intent methods.
+//! - [`context`] — what the refresh loops share: state, outputs, metrics, STS, clock.
+//! - [`refresher`] — one role's loop: assume, publish, sleep until the next refresh.
+//! - [`http`] — the two servers: `status` (`/healthz` `/readyz` `/metrics` `/status`) and
+//!   `endpoint` (the container-credentials endpoint), reading a [`http::View`].
 //! - [`healthcheck`] — the `healthcheck` command's tiny HTTP client.
 //! - [`reload`] — watching the configuration file (ConfigMap symlink swaps included).
 //! - [`doctor`] — `rolerelay doctor`: each step of the path checked, with causes and fixes.
-//! - [`app`] — the `run` and `once` commands: start the tasks, own the shutdown order.
+//! - [`app`] — the `run` and `once` commands: start the tasks, apply reloads, own the shutdown order.
 //! - [`logging`] — JSON or text logs.
-//! - [`clock`] — the one place that reads the wall clock.
+//! - [`clock`] — the one place that reads the wall clock, and the [`clock::Clock`] tests pause.
 
 pub mod app;
 pub mod assume;

@@ -11,7 +11,7 @@ use crate::credentials::{Credentials, SecretBytes};
 /// The state of one role.
 #[derive(Clone, Debug, Default)]
 pub struct RoleState {
-    /// The role's ARN.
+    /// The ARN configured for the role (shown in `/status`).
     pub role_arn: String,
     /// The last credentials received, valid or not (readers check `is_valid_at`).
     pub credentials: Option<Arc<Credentials>>,
