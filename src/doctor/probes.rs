@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use aws_config::provider_config::ProviderConfig;
 use aws_config::Region;
-use aws_credential_types::provider::{error::CredentialsError, ProvideCredentials};
+use aws_credential_types::provider::ProvideCredentials;
 
 use super::{hint, Check, Hint, HintContext};
-use crate::assume::{Assumer, ONE_HOUR};
+use crate::assume::{self, Assumer, HOP_DURATION, ONE_HOUR};
 use crate::clock;
 use crate::config::{Config, RoleArn, RoleConfig};
 use crate::source;
@@ -110,7 +110,7 @@ pub(super) async fn source_credentials(config: &Config) -> Check {
                     format!("{name}: access key {}{expiry}", creds.access_key_id()),
                 );
             }
-            Ok(Err(e)) => reasons.push(format!("{name}: {}", credentials_error(&e))),
+            Ok(Err(e)) => reasons.push(format!("{name}: {}", assume::describe(&e))),
             Err(_) => reasons.push(format!("{name}: no answer within 5s")),
         }
     }
@@ -135,21 +135,6 @@ pub(super) async fn source_credentials(config: &Config) -> Check {
             fix,
         },
     )
-}
-
-/// A credentials provider's error, in one line, without the nesting of its debug form.
-fn credentials_error(e: &CredentialsError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Assumes each hop of a role's chain and then the role itself, one check each.
@@ -190,7 +175,7 @@ pub(super) async fn role_checks(
         let requested = if i == last {
             role.duration.0
         } else {
-            Duration::from_secs(900)
+            HOP_DURATION
         };
         let mut duration = requested;
         match assumer.assume(&probe, &mut duration, clock::now).await {
