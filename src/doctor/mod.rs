@@ -18,14 +18,16 @@ use probes::{output_checks, role_checks, rolerelay_at, source_credentials};
 
 pub use hints::{hint, principal_of, Hint, HintContext};
 
-/// One step of the diagnosis.
+/// What the doctor found at one step of the path: that it works, or why not and what to change.
+/// A finding rather than a "check": it is the outcome, not the act. Serialized as one element of
+/// the report's `checks`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Check {
-    /// What was checked.
+pub struct Finding {
+    /// The step, as the user reads it: `source credentials`, `role a hop 1 of 2`, `server.listen ...`.
     pub step: String,
-    /// Whether it works.
+    /// Whether this step works.
     pub ok: bool,
-    /// What was found.
+    /// What was seen: the identity, the session and its lifetime, the error...
     pub detail: String,
     /// Why it fails, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,9 +37,10 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-impl Check {
-    fn ok(step: impl Into<String>, detail: impl Into<String>) -> Check {
-        Check {
+impl Finding {
+    /// A step that works.
+    fn ok(step: impl Into<String>, detail: impl Into<String>) -> Finding {
+        Finding {
             step: step.into(),
             ok: true,
             detail: detail.into(),
@@ -46,8 +49,9 @@ impl Check {
         }
     }
 
-    fn fail(step: impl Into<String>, detail: impl Into<String>, hint: Hint) -> Check {
-        Check {
+    /// A step that fails, with the hint's cause and fix.
+    fn fail(step: impl Into<String>, detail: impl Into<String>, hint: Hint) -> Finding {
+        Finding {
             step: step.into(),
             ok: false,
             detail: detail.into(),
@@ -63,7 +67,7 @@ pub struct Report {
     /// True when every check passed.
     pub ok: bool,
     /// The checks, in order.
-    pub checks: Vec<Check>,
+    pub checks: Vec<Finding>,
 }
 
 impl Report {
@@ -116,7 +120,7 @@ pub async fn run(config: &Config) -> Report {
             Ok(Ok(out)) => {
                 let arn = out.arn().unwrap_or_default().to_string();
                 principal = Some(principal_of(&arn));
-                Check::ok(
+                Finding::ok(
                     "source identity",
                     format!("{arn} (account {})", out.account().unwrap_or("?")),
                 )
@@ -127,7 +131,7 @@ pub async fn run(config: &Config) -> Report {
                     region: config.sts.region.clone(),
                     ..HintContext::default()
                 };
-                Check::fail(
+                Finding::fail(
                     "source identity",
                     format!("sts:GetCallerIdentity failed: {e}"),
                     hint(&e, &ctx),
@@ -139,7 +143,7 @@ pub async fn run(config: &Config) -> Report {
                     region: config.sts.region.clone(),
                     ..HintContext::default()
                 };
-                Check::fail("source identity", e.to_string(), hint(&e, &ctx))
+                Finding::fail("source identity", e.to_string(), hint(&e, &ctx))
             }
         });
     }
@@ -151,7 +155,7 @@ pub async fn run(config: &Config) -> Report {
                 cause: "no source credentials".into(),
                 fix: "see the source credentials step".into(),
             };
-            checks.push(Check::fail(
+            checks.push(Finding::fail(
                 format!("role {}", role.name),
                 "not checked",
                 hint,
@@ -170,12 +174,12 @@ pub async fn run(config: &Config) -> Report {
     }
     for (key, addr) in listens {
         checks.push(match TcpListener::bind(addr) {
-            Ok(_) => Check::ok(format!("{key} {addr}"), "free to bind"),
+            Ok(_) => Finding::ok(format!("{key} {addr}"), "free to bind"),
             // Run beside the sidecar (`kubectl exec`, ECS Exec), the ports are its own: fine.
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && rolerelay_at(key, addr) => {
-                Check::ok(format!("{key} {addr}"), "in use by the running rolerelay")
+                Finding::ok(format!("{key} {addr}"), "in use by the running rolerelay")
             }
-            Err(e) => Check::fail(
+            Err(e) => Finding::fail(
                 format!("{key} {addr}"),
                 format!("cannot bind: {e}"),
                 Hint {
@@ -200,8 +204,8 @@ mod tests {
         let report = Report {
             ok: false,
             checks: vec![
-                Check::ok("source credentials", "environment: access key AKIA"),
-                Check::fail(
+                Finding::ok("source credentials", "environment: access key AKIA"),
+                Finding::fail(
                     "role a",
                     "access_denied: AccessDenied: no",
                     Hint {

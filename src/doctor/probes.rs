@@ -9,7 +9,7 @@ use aws_config::provider_config::ProviderConfig;
 use aws_config::Region;
 use aws_credential_types::provider::ProvideCredentials;
 
-use super::{hint, Check, Hint, HintContext};
+use super::{hint, Finding, Hint, HintContext};
 use crate::assume::{self, Assumer, HOP_DURATION, ONE_HOUR};
 use crate::clock;
 use crate::config::{Config, RoleArn, RoleConfig};
@@ -47,7 +47,7 @@ pub(super) fn rolerelay_at(key: &str, listen: SocketAddr) -> bool {
 
 /// Tries each source of the default chain, in its order, and reports the first that works — or
 /// why each failed.
-pub(super) async fn source_credentials(config: &Config) -> Check {
+pub(super) async fn source_credentials(config: &Config) -> Finding {
     let conf = ProviderConfig::default()
         .with_region(Some(Region::new(config.sts.region.clone())))
         .with_http_client(source::https_client());
@@ -105,7 +105,7 @@ pub(super) async fn source_credentials(config: &Config) -> Check {
                     .expiry()
                     .map(|e| format!(", expiring {}", crate::credentials::rfc3339(e)))
                     .unwrap_or_default();
-                return Check::ok(
+                return Finding::ok(
                     step,
                     format!("{name}: access key {}{expiry}", creds.access_key_id()),
                 );
@@ -127,7 +127,7 @@ pub(super) async fn source_credentials(config: &Config) -> Check {
              --http-put-response-hop-limit 2) or use the host network",
         );
     }
-    Check::fail(
+    Finding::fail(
         step,
         "none found",
         Hint {
@@ -143,7 +143,7 @@ pub(super) async fn role_checks(
     role: &RoleConfig,
     principal: Option<String>,
     config: &Config,
-) -> Vec<Check> {
+) -> Vec<Finding> {
     let mut checks = Vec::new();
     let mut principal = principal;
     let hops: Vec<RoleArn> = role
@@ -189,7 +189,7 @@ pub(super) async fn role_checks(
                 } else {
                     String::new()
                 };
-                checks.push(Check::ok(
+                checks.push(Finding::ok(
                     step,
                     format!(
                         "assumed {hop} as session {} for {}m{capped}",
@@ -210,7 +210,7 @@ pub(super) async fn role_checks(
                             && duration > ONE_HOUR,
                     region: config.sts.region.clone(),
                 };
-                checks.push(Check::fail(step, e.to_string(), hint(&e, &ctx)));
+                checks.push(Finding::fail(step, e.to_string(), hint(&e, &ctx)));
                 break;
             }
         }
@@ -220,7 +220,7 @@ pub(super) async fn role_checks(
 }
 
 /// The output directory: there (or creatable), writable, space, and who can read the files.
-pub(super) fn output_checks(config: &Config) -> Vec<Check> {
+pub(super) fn output_checks(config: &Config) -> Vec<Finding> {
     let o = &config.outputs;
     let dir = &o.directory;
     let step = format!("output directory {}", dir.display());
@@ -246,8 +246,8 @@ pub(super) fn output_checks(config: &Config) -> Vec<Check> {
         "will be created"
     };
     checks.push(match writable {
-        Ok(()) => Check::ok(&step, format!("{there}, writable, {} free", free_space(probe_dir))),
-        Err(e) => Check::fail(
+        Ok(()) => Finding::ok(&step, format!("{there}, writable, {} free", free_space(probe_dir))),
+        Err(e) => Finding::fail(
             &step,
             format!("{there}, not writable: {e}"),
             Hint {
@@ -270,7 +270,7 @@ pub(super) fn output_checks(config: &Config) -> Vec<Check> {
     } else {
         format!("only uid {uid} can read them: an application running as another user cannot")
     };
-    checks.push(Check::ok(
+    checks.push(Finding::ok(
         "output files",
         format!("mode {:04o}, owner {uid}:{gid}; {readers}", mode),
     ));
