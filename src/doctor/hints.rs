@@ -2,6 +2,7 @@
 //! known about the call, kept apart from the probes that touch the network and the disk.
 
 use crate::assume::{AssumeError, ErrorKind};
+use crate::config::RoleArn;
 
 /// Why a step fails and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,8 +16,8 @@ pub struct Hint {
 /// What the hint for a failed AssumeRole needs to know besides the error.
 #[derive(Clone, Debug, Default)]
 pub struct HintContext {
-    /// The role being assumed.
-    pub role_arn: String,
+    /// The role being assumed; none for sts:GetCallerIdentity, which names no role.
+    pub role_arn: Option<RoleArn>,
     /// The IAM principal making the call, if known (from GetCallerIdentity, or the previous hop).
     pub principal: Option<String>,
     /// Whether an ExternalId is sent.
@@ -36,7 +37,8 @@ pub fn hint(e: &AssumeError, ctx: &HintContext) -> Hint {
         .principal
         .clone()
         .unwrap_or_else(|| "<the sidecar's principal>".into());
-    let arn = &ctx.role_arn;
+    let arn = ctx.role_arn.as_ref().map_or("", RoleArn::as_str);
+    let role_name = ctx.role_arn.as_ref().map_or("", RoleArn::role_name);
     let h = |cause: String, fix: String| Hint { cause, fix };
     match e.kind {
         ErrorKind::AccessDenied if e.message.contains("sts:TagSession") || (ctx.tags_set && !e.message.contains("sts:AssumeRole")) => h(
@@ -76,7 +78,7 @@ pub fn hint(e: &AssumeError, ctx: &HintContext) -> Hint {
         ),
         ErrorKind::Validation if e.message.contains("MaxSessionDuration") || e.message.contains("DurationSeconds") => h(
             format!("the requested duration is longer than {arn}'s maximum session duration"),
-            format!("lower roles[].duration, or raise the role's MaxSessionDuration (aws iam update-role --role-name {} --max-session-duration 43200)", role_name(arn)),
+            format!("lower roles[].duration, or raise the role's MaxSessionDuration (aws iam update-role --role-name {role_name} --max-session-duration 43200)"),
         ),
         ErrorKind::Validation if code == "RegionDisabledException" => h(
             format!("STS is not activated in {} for the role's account", ctx.region),
@@ -122,10 +124,6 @@ pub fn hint(e: &AssumeError, ctx: &HintContext) -> Hint {
     }
 }
 
-fn role_name(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
-}
-
 /// The IAM principal a trust policy names for a caller identity ARN: an assumed-role session
 /// becomes its role (without a path, which the session ARN does not carry).
 pub fn principal_of(caller_arn: &str) -> String {
@@ -155,7 +153,7 @@ mod tests {
 
     fn ctx() -> HintContext {
         HintContext {
-            role_arn: "arn:aws:iam::111111111111:role/RoleForB".into(),
+            role_arn: "arn:aws:iam::111111111111:role/RoleForB".parse().ok(),
             principal: Some("arn:aws:iam::222222222222:role/AssumeRoleInA".into()),
             region: "us-east-1".into(),
             ..HintContext::default()

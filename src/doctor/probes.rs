@@ -201,7 +201,7 @@ pub(super) async fn role_checks(
             }
             Err(e) => {
                 let ctx = HintContext {
-                    role_arn: hop.to_string(),
+                    role_arn: Some(hop.clone()),
                     principal: principal.clone(),
                     external_id_set: i == last && role.external_id.is_some(),
                     tags_set: i == last && !role.tags.is_empty(),
