@@ -151,14 +151,10 @@ pub async fn run(config: &Config) -> Report {
     let assumer = Assumer::new(client, config.refresh.timeout.0);
     for role in &config.roles {
         if !found {
-            let hint = Hint {
-                cause: "no source credentials".into(),
-                fix: "see the source credentials step".into(),
-            };
             checks.push(Finding::fail(
                 format!("role {}", role.name),
                 "not checked",
-                hint,
+                Hint::no_source_credentials(),
             ));
             continue;
         }
