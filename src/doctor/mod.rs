@@ -3,18 +3,14 @@
 //! is wrong and how to fix it. Cross-account trust fails in many ways and AWS's errors rarely say
 //! which; the hints here do.
 
-use std::net::TcpListener;
-
 use serde::Serialize;
 
-use crate::assume::{AssumeError, Assumer};
+use crate::assume::Assumer;
 use crate::config::Config;
 use crate::source;
 
 mod hints;
 mod probes;
-
-use probes::{output_checks, role_checks, rolerelay_at, source_credentials};
 
 pub use hints::{hint, principal_of, Hint, HintContext};
 
@@ -23,7 +19,7 @@ pub use hints::{hint, principal_of, Hint, HintContext};
 /// the report's `checks`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// The step, as the user reads it: `source credentials`, `role a hop 1 of 2`, `server.listen ...`.
+    /// The step, as the user reads it: `source credentials`, `role a hop 1 of 2`...
     pub step: String,
     /// Whether this step works.
     pub ok: bool,
@@ -61,30 +57,38 @@ impl Finding {
     }
 }
 
-/// The whole diagnosis.
+/// The whole diagnosis, as `rolerelay doctor` prints it (text) or serializes it (`--format json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
-    /// True when every check passed.
+    /// True when every step works; the command's exit status.
     pub ok: bool,
-    /// The checks, in order.
+    /// What each step found, in the order checked.
     pub checks: Vec<Finding>,
 }
 
 impl Report {
+    /// The report of these findings; it is ok when all of them are.
+    fn new(checks: Vec<Finding>) -> Report {
+        Report {
+            ok: checks.iter().all(|finding| finding.ok),
+            checks,
+        }
+    }
+
     /// One line per check (✓/✗), with the cause and the fix under each failure.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        for c in &self.checks {
+        for finding in &self.checks {
             out.push_str(&format!(
                 "{} {}: {}\n",
-                if c.ok { "✓" } else { "✗" },
-                c.step,
-                c.detail
+                if finding.ok { "✓" } else { "✗" },
+                finding.step,
+                finding.detail
             ));
-            if let Some(cause) = &c.cause {
+            if let Some(cause) = &finding.cause {
                 out.push_str(&format!("    cause: {}\n", indent(cause)));
             }
-            if let Some(fix) = &c.fix {
+            if let Some(fix) = &finding.fix {
                 out.push_str(&format!("    fix:   {}\n", indent(fix)));
             }
         }
@@ -97,98 +101,43 @@ impl Report {
     }
 }
 
+/// Continuation lines of a cause or fix line up under its first line's text.
 fn indent(text: &str) -> String {
     text.replace('\n', "\n           ")
 }
 
-/// Runs every check.
+/// Checks every step of the path, from the source credentials to the listen addresses.
 pub async fn run(config: &Config) -> Report {
     let mut checks = Vec::new();
-    let source = source_credentials(config).await;
-    let found = source.ok;
-    checks.push(source);
+    let source_step = probes::source_credentials(config).await;
+    let have_source = source_step.ok;
+    checks.push(source_step);
 
     let client = source::sts_client(config).await;
     let mut principal = None;
-    if found {
-        let who = tokio::time::timeout(
-            config.refresh.timeout.0,
-            client.get_caller_identity().send(),
-        )
-        .await;
-        checks.push(match who {
-            Ok(Ok(out)) => {
-                let arn = out.arn().unwrap_or_default().to_string();
-                principal = Some(principal_of(&arn));
-                Finding::ok(
-                    "source identity",
-                    format!("{arn} (account {})", out.account().unwrap_or("?")),
-                )
-            }
-            Ok(Err(e)) => {
-                let e = AssumeError::from_sdk(&e, "");
-                let ctx = HintContext {
-                    region: config.sts.region.clone(),
-                    ..HintContext::default()
-                };
-                Finding::fail(
-                    "source identity",
-                    format!("sts:GetCallerIdentity failed: {e}"),
-                    hint(&e, &ctx),
-                )
-            }
-            Err(_) => {
-                let e = AssumeError::timed_out(config.refresh.timeout.0);
-                let ctx = HintContext {
-                    region: config.sts.region.clone(),
-                    ..HintContext::default()
-                };
-                Finding::fail("source identity", e.to_string(), hint(&e, &ctx))
-            }
-        });
+    if have_source {
+        let (identity, caller) = probes::caller_identity(&client, config).await;
+        checks.push(identity);
+        principal = caller;
     }
-
     let assumer = Assumer::new(client, config.refresh.timeout.0);
     for role in &config.roles {
-        if !found {
+        if have_source {
+            checks.extend(probes::role(&assumer, role, principal.clone(), config).await);
+        } else {
+            // Every call would fail for the same reason, which the source step already gives.
+            let step = format!("role {}", role.name);
             checks.push(Finding::fail(
-                format!("role {}", role.name),
+                step,
                 "not checked",
                 Hint::no_source_credentials(),
             ));
-            continue;
         }
-        checks.extend(role_checks(&assumer, role, principal.clone(), config).await);
     }
-    checks.extend(output_checks(config));
-    let mut listens = vec![("server.listen", config.server.listen)];
-    if config.credentials_endpoint.enabled {
-        listens.push((
-            "credentials_endpoint.listen",
-            config.credentials_endpoint.listen,
-        ));
-    }
-    for (key, addr) in listens {
-        checks.push(match TcpListener::bind(addr) {
-            Ok(_) => Finding::ok(format!("{key} {addr}"), "free to bind"),
-            // Run beside the sidecar (`kubectl exec`, ECS Exec), the ports are its own: fine.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && rolerelay_at(key, addr) => {
-                Finding::ok(format!("{key} {addr}"), "in use by the running rolerelay")
-            }
-            Err(e) => Finding::fail(
-                format!("{key} {addr}"),
-                format!("cannot bind: {e}"),
-                Hint {
-                    cause: "the address is in use (another rolerelay?) or not on this host".into(),
-                    fix: format!("stop what listens there, or change {key}"),
-                },
-            ),
-        });
-    }
-    Report {
-        ok: checks.iter().all(|c| c.ok),
-        checks,
-    }
+    checks.push(probes::output_directory(config));
+    checks.push(probes::output_files(config));
+    checks.extend(probes::listen_addresses(config));
+    Report::new(checks)
 }
 
 #[cfg(test)]
@@ -197,20 +146,17 @@ mod tests {
 
     #[test]
     fn the_text_report_has_a_line_per_check_and_hints_under_failures() {
-        let report = Report {
-            ok: false,
-            checks: vec![
-                Finding::ok("source credentials", "environment: access key AKIA"),
-                Finding::fail(
-                    "role a",
-                    "access_denied: AccessDenied: no",
-                    Hint {
-                        cause: "one\ntwo".into(),
-                        fix: "do this".into(),
-                    },
-                ),
-            ],
-        };
+        let report = Report::new(vec![
+            Finding::ok("source credentials", "environment: access key AKIA"),
+            Finding::fail(
+                "role a",
+                "access_denied: AccessDenied: no",
+                Hint {
+                    cause: "one\ntwo".into(),
+                    fix: "do this".into(),
+                },
+            ),
+        ]);
         let text = report.text();
         assert!(text.starts_with(
             "✓ source credentials: environment: access key AKIA\n✗ role a: access_denied"
