@@ -19,7 +19,7 @@
 //! - [`endpoint`] — the container-credentials endpoint and its token.
 //! - [`healthcheck`] — the `healthcheck` command's tiny HTTP client.
 //! - [`reload`] — watching the configuration file (ConfigMap symlink swaps included).
-//! - [`doctor`] — `rolerelay doctor`: each step of the path checked, with causes and fixes.
+//! - [`doctor`] — `rolerelay doctor`: each step of the path probed; hints give cause and fix.
 //! - [`app`] — the `run` and `once` commands: start the tasks, own the shutdown order.
 //! - [`logging`] — JSON or text logs.
 //! - [`clock`] — the one place that reads the wall clock.

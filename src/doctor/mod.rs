@@ -123,7 +123,7 @@ pub async fn run(config: &Config) -> Report {
     let assumer = Assumer::new(client, config.refresh.timeout.0);
     for role in &config.roles {
         if have_source {
-            checks.extend(probes::role(&assumer, role, principal.clone(), config).await);
+            checks.extend(probes::role_chain(&assumer, role, principal.clone(), config).await);
         } else {
             // Every call would fail for the same reason, which the source step already gives.
             let step = format!("role {}", role.name);

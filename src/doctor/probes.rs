@@ -150,7 +150,7 @@ pub(super) async fn caller_identity(client: &Client, config: &Config) -> (Findin
 
 /// Assumes each hop of a role's chain and then the role itself, one finding each, and stops at
 /// the first failure: the hops after it cannot be tried. `principal` makes the first call.
-pub(super) async fn role(
+pub(super) async fn role_chain(
     assumer: &Assumer,
     role: &RoleConfig,
     principal: Option<String>,
@@ -161,13 +161,14 @@ pub(super) async fn role(
     let mut findings = Vec::new();
     // Index `hop_count` is the role itself, after every hop of its chain.
     for index in 0..=hop_count {
-        let is_role = index == hop_count;
+        let is_target = index == hop_count;
         let arn = role.chain.get(index).unwrap_or(&role.role_arn);
-        let step = match is_role {
-            true => format!("role {}", role.name),
-            false => format!("role {} hop {} of {hop_count}", role.name, index + 1),
+        let step = if is_target {
+            format!("role {}", role.name)
+        } else {
+            format!("role {} hop {} of {hop_count}", role.name, index + 1)
         };
-        let requested = if is_role {
+        let requested = if is_target {
             role.duration.0
         } else {
             HOP_DURATION
@@ -188,8 +189,8 @@ pub(super) async fn role(
                 let context = HintContext {
                     role_arn: Some(arn.clone()),
                     principal: caller,
-                    external_id_set: is_role && role.external_id.is_some(),
-                    tags_set: is_role && !role.tags.is_empty(),
+                    external_id_set: is_target && role.external_id.is_some(),
+                    tags_set: is_target && !role.tags.is_empty(),
                     chained: index > 0 || (caller_is_role && duration > ONE_HOUR),
                     region: config.sts.region.clone(),
                 };
