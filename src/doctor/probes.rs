@@ -118,7 +118,7 @@ fn no_source_hint(reasons: &[String]) -> Hint {
 }
 
 /// Who the source credentials are (sts:GetCallerIdentity), and the principal a trust policy must
-/// name for them; no principal when STS does not say.
+/// name for them; no principal when the call fails.
 pub(super) async fn caller_identity(client: &Client, config: &Config) -> (Finding, Option<String>) {
     const STEP: &str = "source identity";
     let timeout = config.refresh.timeout.0;
