@@ -18,7 +18,7 @@ use crate::credentials::{Credentials, Secret};
 pub const ONE_HOUR: Duration = Duration::from_secs(3600);
 
 /// Intermediate hops of a chain live only long enough to assume the next hop.
-const HOP_DURATION: Duration = Duration::from_secs(900);
+pub const HOP_DURATION: Duration = Duration::from_secs(900);
 
 /// What kind of failure an attempt was: the fixed `kind` label of metrics, logs and `/status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -182,8 +182,8 @@ impl AssumeError {
     }
 }
 
-/// The `Display` of `err` and its causes, joined; never their `Debug`, which can hold raw replies.
-fn describe(err: &(dyn StdError + 'static)) -> String {
+/// The `Display` of `err` and its causes, joined, repeats left out; never `Debug` (raw replies).
+pub fn describe(err: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(err);
     while let Some(e) = current {

@@ -23,7 +23,7 @@
 //!   `endpoint` (the container-credentials endpoint), reading a [`http::View`].
 //! - [`healthcheck`] — the `healthcheck` command's tiny HTTP client.
 //! - [`reload`] — watching the configuration file (ConfigMap symlink swaps included).
-//! - [`doctor`] — `rolerelay doctor`: each step of the path checked, with causes and fixes.
+//! - [`doctor`] — `rolerelay doctor`: each step of the path probed; hints give cause and fix.
 //! - [`app`] — the `run` and `once` commands: start the tasks, apply reloads, own the shutdown order.
 //! - [`logging`] — JSON or text logs.
 //! - [`clock`] — the one place that reads the wall clock, and the [`clock::Clock`] tests pause.

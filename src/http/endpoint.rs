@@ -16,6 +16,9 @@ use crate::credentials::Secret;
 use crate::metrics::UNKNOWN_ROLE;
 use crate::state::EndpointAnswer;
 
+/// The message of the 401 answer; `doctor` recognises the running sidecar by it.
+pub const UNAUTHORIZED: &str = "missing or wrong Authorization token";
+
 /// What the endpoint reads: the roles' state, and the token a request must carry.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -81,10 +84,7 @@ fn credentials(endpoint: &Endpoint, role: &str, auth: Option<&str>) -> Response 
     let message =
         |code: StatusCode, text: &str| (code, json(code, &serde_json::json!({ "message": text })));
     let (code, response) = if !token_matches(&endpoint.token, auth) {
-        message(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong Authorization token",
-        )
+        message(StatusCode::UNAUTHORIZED, UNAUTHORIZED)
     } else {
         match answer {
             EndpointAnswer::UnknownRole => message(StatusCode::NOT_FOUND, "no such role"),
