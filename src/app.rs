@@ -15,10 +15,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
 use crate::assume::Assumer;
-use crate::cli::ConfigArgs;
 use crate::clock;
 use crate::config::diff::{diff, running_after_reload, Diff};
-use crate::config::{Config, RoleConfig, RoleName};
+use crate::config::{Config, ConfigArgs, RoleConfig, RoleName};
 use crate::endpoint::{self, EndpointContext};
 use crate::http;
 use crate::metrics::Metrics;

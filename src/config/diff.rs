@@ -106,8 +106,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::cli::ConfigArgs;
-    use crate::config::TemplateVars;
+    use crate::config::{ConfigArgs, TemplateVars};
 
     fn config(text: &str) -> Config {
         let vars = TemplateVars {

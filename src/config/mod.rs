@@ -3,6 +3,7 @@
 //!
 //! Every error names the key (and the file line, or the flag it came from) and what to change.
 
+mod args;
 pub mod diff;
 mod file;
 pub mod values;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::ConfigArgs;
+pub use args::ConfigArgs;
 use file::{FileConfig, S};
 pub use values::{
     Dur, FileMode, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate, TemplateVars,
