@@ -15,9 +15,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_saphyr::Spanned;
 
 pub use args::ConfigArgs;
-use file::{FileConfig, S};
+use file::FileConfig;
 pub use values::{
     Dur, FileMode, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate, TemplateVars,
 };
@@ -290,7 +291,7 @@ impl Resolver<'_> {
     }
 
     /// A value from the file, with its line.
-    fn file<T: Clone>(&self, key: &str, v: &Option<S<T>>) -> Option<Src<T>> {
+    fn file<T: Clone>(&self, key: &str, v: &Option<Spanned<T>>) -> Option<Src<T>> {
         v.as_ref().map(|s| Src {
             value: s.value.clone(),
             at: self.at(key, s.referenced.line()),
@@ -325,7 +326,7 @@ impl Resolver<'_> {
         &self,
         flag: (&str, &Option<String>),
         key: &str,
-        file: &Option<S<T>>,
+        file: &Option<Spanned<T>>,
         default: T,
     ) -> Result<Src<T>, ConfigError>
     where
@@ -341,7 +342,7 @@ impl Resolver<'_> {
     }
 
     /// File over default, for keys with no flag.
-    fn or_default<T: Clone>(&self, key: &str, file: &Option<S<T>>, default: T) -> Src<T> {
+    fn or_default<T: Clone>(&self, key: &str, file: &Option<Spanned<T>>, default: T) -> Src<T> {
         self.file(key, file).unwrap_or(Src {
             value: default,
             at: key.to_string(),
@@ -770,7 +771,7 @@ impl Resolver<'_> {
             None => None,
         };
         let optional_name = |key: &str,
-                             v: &Option<S<String>>,
+                             v: &Option<Spanned<String>>,
                              default: &str|
          -> Result<Option<String>, ConfigError> {
             let src = self.or_default(key, v, default.into());
