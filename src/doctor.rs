@@ -12,9 +12,9 @@ use aws_config::Region;
 use aws_credential_types::provider::{error::CredentialsError, ProvideCredentials};
 use serde::Serialize;
 
-use crate::assume::{AssumeError, Assumer, ErrorKind, ONE_HOUR};
+use crate::assume::{AssumeError, Assumer, ErrorKind};
 use crate::clock;
-use crate::config::{Config, RoleArn, RoleConfig};
+use crate::config::{Config, RoleArn, RoleConfig, ONE_HOUR};
 use crate::source;
 
 /// One step of the diagnosis.

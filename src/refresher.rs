@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{watch, Semaphore};
 use tracing::{error, info, warn};
 
-use crate::assume::{AssumeError, Assumer, ONE_HOUR};
+use crate::assume::{AssumeError, Assumer};
 use crate::clock;
-use crate::config::{Dur, RoleConfig};
+use crate::config::{Dur, RoleConfig, ONE_HOUR};
 use crate::credentials::rfc3339;
 use crate::metrics::Metrics;
 use crate::outputs::{Outputs, WriteFailure};
