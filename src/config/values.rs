@@ -75,21 +75,23 @@ impl FromStr for RoleArn {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let hint = "write it as arn:aws:iam::<12-digit account id>:role/<role name>";
+        let arn = RoleArn(text.to_string());
         let parts: Vec<&str> = text.splitn(6, ':').collect();
         let ok = match parts.as_slice() {
             ["arn", partition, "iam", "", account, resource] => {
+                let name = arn.role_name();
                 !partition.is_empty()
                     && account.len() == 12
                     && account.chars().all(|c| c.is_ascii_digit())
-                    && resource.strip_prefix("role/").is_some_and(|path| {
-                        let name = path.rsplit('/').next().unwrap_or_default();
-                        !name.is_empty() && name.len() <= 64 && name.chars().all(is_sts_char)
-                    })
+                    && resource.starts_with("role/")
+                    && !name.is_empty()
+                    && name.len() <= 64
+                    && name.chars().all(is_sts_char)
             }
             _ => false,
         };
         if ok {
-            Ok(RoleArn(text.to_string()))
+            Ok(arn)
         } else {
             Err(format!("{text:?} is not an IAM role ARN: {hint}"))
         }
