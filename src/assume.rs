@@ -11,11 +11,8 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use aws_sdk_sts::Client;
 
-use crate::config::{RoleArn, RoleConfig};
+use crate::config::{RoleArn, RoleConfig, ONE_HOUR};
 use crate::credentials::{Credentials, Secret};
-
-/// The longest session STS grants to a role chain (and the shortest maximum a role can have).
-pub const ONE_HOUR: Duration = Duration::from_secs(3600);
 
 /// Intermediate hops of a chain live only long enough to assume the next hop.
 pub const HOP_DURATION: Duration = Duration::from_secs(900);

@@ -9,7 +9,8 @@
 //! `scripts/check-layout` fails the build on an import cycle.
 //!
 //! - [`cli`] — the command line (clap; every flag has a `ROLERELAY_*` variable).
-//! - [`config`] — the YAML file, flags and defaults merged into one validated [`config::Config`].
+//! - [`config`] — the configuration flags, the YAML file and the defaults merged into one
+//!   validated [`config::Config`].
 //! - [`credentials`] — temporary credentials and the redacting [`credentials::Secret`].
 //! - [`source`] — the sidecar's own credentials (aws-config's default chain) and the STS client.
 //! - [`assume`] — one AssumeRole call, role chains, and the classification of STS errors.

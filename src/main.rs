@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rolerelay::cli::{Cli, Command, ConfigArgs};
-use rolerelay::config::Config;
+use rolerelay::cli::{Cli, Command};
+use rolerelay::config::{Config, ConfigArgs};
 use rolerelay::{app, clock, doctor, healthcheck, logging, outputs};
 
 /// Exit code for an invalid configuration.

@@ -17,9 +17,9 @@ use aws_smithy_runtime_api::shared::IntoShared;
 use aws_smithy_types::body::SdkBody;
 
 use crate::assume::Assumer;
-use crate::cli::ConfigArgs;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::config::ConfigArgs;
 use crate::credentials::rfc3339;
 
 /// A clock that starts at 2027-01-15T08:00:00Z and moves with tokio's paused time.

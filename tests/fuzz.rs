@@ -5,9 +5,8 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use rolerelay::cli::ConfigArgs;
 use rolerelay::config::values::sanitize_session_name;
-use rolerelay::config::{Config, Dur, RoleName, SessionTemplate, TemplateVars};
+use rolerelay::config::{Config, ConfigArgs, Dur, RoleName, SessionTemplate, TemplateVars};
 
 fn load(text: &str) -> Result<Config, rolerelay::config::ConfigError> {
     let vars = TemplateVars {

@@ -15,10 +15,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
 use crate::assume::Assumer;
-use crate::cli::ConfigArgs;
 use crate::clock::Clock;
 use crate::config::diff::{diff, running_after_reload, Diff};
-use crate::config::{Config, RoleConfig, RoleName};
+use crate::config::{Config, ConfigArgs, RoleConfig, RoleName};
 use crate::context::{Context, LiveSettings};
 use crate::http::endpoint::{self, Endpoint};
 use crate::http::{self, status, View};

@@ -38,21 +38,21 @@ impl Diff {
 
 /// Compares `old` (running) with `new` (reloaded).
 pub fn diff(old: &Config, new: &Config) -> Diff {
-    let mut d = Diff {
+    let mut changes = Diff {
         sts: old.sts != new.sts || old.source != new.source,
         ..Diff::default()
     };
-    let (o, n) = (&old.refresh, &new.refresh);
-    d.refresh = o.lifetime_fraction != n.lifetime_fraction
-        || o.min_remaining != n.min_remaining
-        || o.max_interval != n.max_interval
-        || o.jitter != n.jitter
-        || o.backoff_initial != n.backoff_initial
-        || o.backoff_max != n.backoff_max
-        || o.timeout != n.timeout;
+    let (old_refresh, new_refresh) = (&old.refresh, &new.refresh);
+    changes.refresh = old_refresh.lifetime_fraction != new_refresh.lifetime_fraction
+        || old_refresh.min_remaining != new_refresh.min_remaining
+        || old_refresh.max_interval != new_refresh.max_interval
+        || old_refresh.jitter != new_refresh.jitter
+        || old_refresh.backoff_initial != new_refresh.backoff_initial
+        || old_refresh.backoff_max != new_refresh.backoff_max
+        || old_refresh.timeout != new_refresh.timeout;
     let mut live_outputs = new.outputs.clone();
     live_outputs.directory = old.outputs.directory.clone();
-    d.outputs = live_outputs != old.outputs;
+    changes.outputs = live_outputs != old.outputs;
 
     let restart = [
         ("server.listen", old.server.listen != new.server.listen),
@@ -64,10 +64,13 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
             "outputs.directory",
             old.outputs.directory != new.outputs.directory,
         ),
-        ("refresh.concurrency", o.concurrency != n.concurrency),
+        (
+            "refresh.concurrency",
+            old_refresh.concurrency != new_refresh.concurrency,
+        ),
         ("logging", old.logging != new.logging),
     ];
-    d.restart_needed = restart
+    changes.restart_needed = restart
         .iter()
         .filter(|(_, changed)| *changed)
         .map(|(key, _)| *key)
@@ -75,18 +78,18 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
 
     for role in &new.roles {
         match old.roles.iter().find(|r| r.name == role.name) {
-            None => d.added.push(role.clone()),
-            Some(before) if before != role || d.sts => d.changed.push(role.clone()),
-            Some(_) => d.kept.push(role.name.clone()),
+            None => changes.added.push(role.clone()),
+            Some(before) if before != role || changes.sts => changes.changed.push(role.clone()),
+            Some(_) => changes.kept.push(role.name.clone()),
         }
     }
-    d.removed = old
+    changes.removed = old
         .roles
         .iter()
         .filter(|r| !new.roles.iter().any(|n| n.name == r.name))
         .map(|r| r.name.clone())
         .collect();
-    d
+    changes
 }
 
 /// The configuration to run after a reload: `new`, except the settings that need a restart,
@@ -106,8 +109,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::cli::ConfigArgs;
-    use crate::config::TemplateVars;
+    use crate::config::{ConfigArgs, TemplateVars};
 
     fn config(text: &str) -> Config {
         let vars = TemplateVars {
@@ -145,19 +147,28 @@ mod tests {
             role("edited", "111111111111", "    external_id: new-id\n"),
             role("fresh", "222222222222", "")
         ));
-        let d = diff(&old, &new);
-        assert_eq!(names(&d.added), ["fresh"]);
+        let changes = diff(&old, &new);
+        assert_eq!(names(&changes.added), ["fresh"]);
         assert_eq!(
-            d.removed.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            changes
+                .removed
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>(),
             ["gone"]
         );
-        assert_eq!(names(&d.changed), ["edited"]);
+        assert_eq!(names(&changes.changed), ["edited"]);
         assert_eq!(
-            d.kept.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            changes.kept.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
             ["kept"]
         );
-        assert!(!d.sts && !d.refresh && !d.outputs && d.restart_needed.is_empty());
-        assert!(!d.is_empty());
+        assert!(
+            !changes.sts
+                && !changes.refresh
+                && !changes.outputs
+                && changes.restart_needed.is_empty()
+        );
+        assert!(!changes.is_empty());
     }
 
     #[test]
@@ -171,11 +182,11 @@ mod tests {
             "    policy_arns: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n",
             "    source_identity: someone\n",
         ] {
-            let d = diff(
+            let changes = diff(
                 &config(&format!("roles:\n{base}")),
                 &config(&format!("roles:\n{base}{extra}")),
             );
-            assert_eq!(names(&d.changed), ["a"], "{extra}");
+            assert_eq!(names(&changes.changed), ["a"], "{extra}");
         }
         let moved = diff(
             &config(&format!("roles:\n{base}")),
@@ -190,9 +201,9 @@ mod tests {
             "refresh:\n  jitter: 0.2\nroles:\n{}",
             role("a", "111111111111", "")
         );
-        let d = diff(&config(&text), &config(&text));
-        assert!(d.is_empty() && d.restart_needed.is_empty());
-        assert_eq!(d.kept.len(), 1);
+        let changes = diff(&config(&text), &config(&text));
+        assert!(changes.is_empty() && changes.restart_needed.is_empty());
+        assert_eq!(changes.kept.len(), 1);
     }
 
     #[test]
@@ -202,13 +213,13 @@ mod tests {
             role("a", "111111111111", ""),
             role("b", "111111111111", "")
         );
-        let d = diff(
+        let changes = diff(
             &config(&roles),
             &config(&format!("sts:\n  region: eu-west-1\n{roles}")),
         );
-        assert!(d.sts);
-        assert_eq!(names(&d.changed), ["a", "b"]);
-        assert!(d.kept.is_empty());
+        assert!(changes.sts);
+        assert_eq!(names(&changes.changed), ["a", "b"]);
+        assert!(changes.kept.is_empty());
     }
 
     #[test]
@@ -218,12 +229,12 @@ mod tests {
         let new = config(&format!(
             "server:\n  listen: 127.0.0.1:9999\noutputs:\n  directory: /elsewhere\n  file_mode: \"0600\"\nrefresh:\n  jitter: 0.3\n  concurrency: 2\n{roles}"
         ));
-        let d = diff(&old, &new);
+        let changes = diff(&old, &new);
         assert_eq!(
-            d.restart_needed,
+            changes.restart_needed,
             ["server.listen", "outputs.directory", "refresh.concurrency"]
         );
-        assert!(d.outputs && d.refresh);
+        assert!(changes.outputs && changes.refresh);
         let running = running_after_reload(&old, new);
         assert_eq!(running.server, old.server);
         assert_eq!(running.outputs.directory, old.outputs.directory);

@@ -1,4 +1,5 @@
 //! The YAML file as written: every key optional, unknown keys refused, each value with its line.
+//! The field names are the keys; what they mean is documented on the effective types in `mod.rs`.
 
 use std::collections::BTreeMap;
 
@@ -8,9 +9,6 @@ use serde_saphyr::Spanned;
 use super::values::{
     Dur, FileMode, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate,
 };
-
-/// A value with the place it was written.
-pub type S<T> = Spanned<T>;
 
 /// The file's top level.
 #[derive(Debug, Default, Deserialize)]
@@ -26,93 +24,101 @@ pub struct FileConfig {
     pub logging: FileLogging,
 }
 
+/// `sts:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileSts {
-    pub region: Option<S<String>>,
-    pub endpoint_url: Option<S<String>>,
+    pub region: Option<Spanned<String>>,
+    pub endpoint_url: Option<Spanned<String>>,
 }
 
+/// `source:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileSource {
-    pub profile: Option<S<String>>,
+    pub profile: Option<Spanned<String>>,
 }
 
+/// `refresh:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileRefresh {
-    pub lifetime_fraction: Option<S<f64>>,
-    pub min_remaining: Option<S<Dur>>,
-    pub max_interval: Option<S<Dur>>,
-    pub jitter: Option<S<f64>>,
-    pub backoff_initial: Option<S<Dur>>,
-    pub backoff_max: Option<S<Dur>>,
-    pub timeout: Option<S<Dur>>,
-    pub concurrency: Option<S<u64>>,
+    pub lifetime_fraction: Option<Spanned<f64>>,
+    pub min_remaining: Option<Spanned<Dur>>,
+    pub max_interval: Option<Spanned<Dur>>,
+    pub jitter: Option<Spanned<f64>>,
+    pub backoff_initial: Option<Spanned<Dur>>,
+    pub backoff_max: Option<Spanned<Dur>>,
+    pub timeout: Option<Spanned<Dur>>,
+    pub concurrency: Option<Spanned<u64>>,
 }
 
+/// One entry of `roles:` as written: `name` and `role_arn` are required.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRole {
-    pub name: S<RoleName>,
-    pub role_arn: S<RoleArn>,
+    pub name: Spanned<RoleName>,
+    pub role_arn: Spanned<RoleArn>,
     #[serde(default)]
-    pub session_name: Option<S<SessionTemplate>>,
+    pub session_name: Option<Spanned<SessionTemplate>>,
     #[serde(default)]
-    pub external_id: Option<S<String>>,
+    pub external_id: Option<Spanned<String>>,
     #[serde(default)]
-    pub duration: Option<S<Dur>>,
+    pub duration: Option<Spanned<Dur>>,
     #[serde(default)]
-    pub chain: Vec<S<RoleArn>>,
+    pub chain: Vec<Spanned<RoleArn>>,
     #[serde(default)]
-    pub policy: Option<S<String>>,
+    pub policy: Option<Spanned<String>>,
     #[serde(default)]
-    pub policy_arns: Vec<S<String>>,
+    pub policy_arns: Vec<Spanned<String>>,
     #[serde(default)]
-    pub tags: BTreeMap<String, S<String>>,
+    pub tags: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
-    pub transitive_tag_keys: Vec<S<String>>,
+    pub transitive_tag_keys: Vec<Spanned<String>>,
     #[serde(default)]
-    pub source_identity: Option<S<String>>,
+    pub source_identity: Option<Spanned<String>>,
 }
 
+/// `outputs:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileOutputs {
-    pub directory: Option<S<String>>,
-    pub credentials_file: Option<S<String>>,
-    pub config_file: Option<S<String>>,
-    pub app_directory: Option<S<String>>,
-    pub process_command: Option<S<String>>,
-    pub default_role: Option<S<RoleName>>,
-    pub process_json: Option<S<bool>>,
-    pub env_file: Option<S<bool>>,
-    pub file_mode: Option<S<FileMode>>,
-    pub owner: Option<S<Owner>>,
-    pub remove_on_exit: Option<S<bool>>,
+    pub directory: Option<Spanned<String>>,
+    pub credentials_file: Option<Spanned<String>>,
+    pub config_file: Option<Spanned<String>>,
+    pub app_directory: Option<Spanned<String>>,
+    pub process_command: Option<Spanned<String>>,
+    pub default_role: Option<Spanned<RoleName>>,
+    pub process_json: Option<Spanned<bool>>,
+    pub env_file: Option<Spanned<bool>>,
+    pub file_mode: Option<Spanned<FileMode>>,
+    pub owner: Option<Spanned<Owner>>,
+    pub remove_on_exit: Option<Spanned<bool>>,
 }
 
+/// `server:` as written; `listen` stays text so that a bad address gets the resolver's message.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileServer {
-    pub listen: Option<S<String>>,
+    pub listen: Option<Spanned<String>>,
 }
 
+/// `credentials_endpoint:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileEndpoint {
-    pub enabled: Option<S<bool>>,
-    pub listen: Option<S<String>>,
-    pub token_file: Option<S<String>>,
-    pub allow_non_loopback: Option<S<bool>>,
+    pub enabled: Option<Spanned<bool>>,
+    pub listen: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub allow_non_loopback: Option<Spanned<bool>>,
 }
 
+/// `logging:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileLogging {
-    pub format: Option<S<LogFormat>>,
-    pub level: Option<S<LogLevel>>,
+    pub format: Option<Spanned<LogFormat>>,
+    pub level: Option<Spanned<LogLevel>>,
 }
 
 /// Why the file could not be read as a configuration.
@@ -134,16 +140,16 @@ pub fn parse(text: &str) -> Result<FileConfig, FileError> {
     options.with_snippet = false;
     let mut key = String::new();
     let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        serde_path_to_error::deserialize::<_, Option<FileConfig>>(de).map_err(|e| {
-            key = e.path().to_string();
-            e.into_inner()
+        serde_path_to_error::deserialize::<_, Option<FileConfig>>(de).map_err(|error| {
+            key = error.path().to_string();
+            error.into_inner()
         })
     });
-    parsed.map(Option::unwrap_or_default).map_err(|e| {
-        let location = e.location();
-        let mut message = e.without_snippet().to_string();
-        if let Some(l) = &location {
-            let suffix = format!(" at line {}, column {}", l.line(), l.column());
+    parsed.map(Option::unwrap_or_default).map_err(|error| {
+        let location = error.location();
+        let mut message = error.without_snippet().to_string();
+        if let Some(at) = &location {
+            let suffix = format!(" at line {}, column {}", at.line(), at.column());
             if let Some(stripped) = message.strip_suffix(&suffix) {
                 message = stripped.to_string();
             }
@@ -165,7 +171,7 @@ pub fn parse(text: &str) -> Result<FileConfig, FileError> {
             None => what_to_write(&message),
         };
         FileError {
-            line: location.map(|l| l.line()),
+            line: location.map(|at| at.line()),
             key,
             message,
         }

@@ -113,7 +113,7 @@ fn the_spec_example_is_the_defaults() {
 
 #[test]
 fn every_role_option_is_read() {
-    let c = load(
+    let config = load(
         r#"
 roles:
   - name: a
@@ -135,55 +135,64 @@ outputs:
 "#,
     )
     .unwrap();
-    let r = &c.roles[0];
-    assert_eq!(r.session_name_resolved, "a@pod-1");
-    assert_eq!(r.external_id.as_deref(), Some("ext-123"));
-    assert_eq!(r.duration.0, Duration::from_secs(7200));
-    assert_eq!(r.chain[0].as_str(), "arn:aws:iam::222222222222:role/Hop");
-    assert_eq!(r.policy_arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
-    assert_eq!(r.tags.get("team").map(String::as_str), Some("payments"));
-    assert_eq!(r.transitive_tag_keys, ["team"]);
-    assert_eq!(r.source_identity.as_deref(), Some("alice"));
+    let role = &config.roles[0];
+    assert_eq!(role.session_name_resolved, "a@pod-1");
+    assert_eq!(role.external_id.as_deref(), Some("ext-123"));
+    assert_eq!(role.duration.0, Duration::from_secs(7200));
+    assert_eq!(role.chain[0].as_str(), "arn:aws:iam::222222222222:role/Hop");
+    assert_eq!(role.policy_arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+    assert_eq!(role.tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(role.transitive_tag_keys, ["team"]);
+    assert_eq!(role.source_identity.as_deref(), Some("alice"));
     assert_eq!(
-        c.outputs.file_mode.0, 0o600,
+        config.outputs.file_mode.0, 0o600,
         "an unquoted 0600 is read as octal text"
     );
     assert_eq!(
-        c.outputs.owner,
+        config.outputs.owner,
         Some(Owner {
             uid: 1000,
             gid: 2000
         })
     );
-    assert_eq!(c.outputs.credentials_file, None, "\"\" disables the file");
+    assert_eq!(
+        config.outputs.credentials_file, None,
+        "\"\" disables the file"
+    );
 }
 
 #[test]
 fn flags_override_the_file_and_the_file_overrides_defaults() {
     let file = "sts:\n  region: eu-west-1\nrefresh:\n  max_interval: 10m\n".to_string() + MINIMAL;
-    let c = load_with(
+    let config = load_with(
         &ConfigArgs::default(),
         Some(&file),
         &[("AWS_REGION", "ap-south-1")],
     )
     .unwrap();
-    assert_eq!(c.sts.region, "eu-west-1", "the file beats AWS_REGION");
-    assert_eq!(c.refresh.max_interval.unwrap().0, Duration::from_secs(600));
+    assert_eq!(config.sts.region, "eu-west-1", "the file beats AWS_REGION");
+    assert_eq!(
+        config.refresh.max_interval.unwrap().0,
+        Duration::from_secs(600)
+    );
     let args = ConfigArgs {
         region: Some("us-west-2".into()),
         max_interval: Some("30s".into()),
         ..Default::default()
     };
-    let c = load_with(&args, Some(&file), &[]).unwrap();
-    assert_eq!(c.sts.region, "us-west-2", "the flag beats the file");
-    assert_eq!(c.refresh.max_interval.unwrap().0, Duration::from_secs(30));
-    let c = load_with(
+    let config = load_with(&args, Some(&file), &[]).unwrap();
+    assert_eq!(config.sts.region, "us-west-2", "the flag beats the file");
+    assert_eq!(
+        config.refresh.max_interval.unwrap().0,
+        Duration::from_secs(30)
+    );
+    let config = load_with(
         &ConfigArgs::default(),
         Some(MINIMAL),
         &[("AWS_DEFAULT_REGION", "ca-central-1")],
     )
     .unwrap();
-    assert_eq!(c.sts.region, "ca-central-1");
+    assert_eq!(config.sts.region, "ca-central-1");
     let both = [
         ("AWS_REGION", "ap-south-1"),
         ("AWS_DEFAULT_REGION", "ca-central-1"),
@@ -206,16 +215,27 @@ fn a_single_role_needs_no_file() {
         sts_endpoint_url: Some("http://127.0.0.1:5000".into()),
         ..Default::default()
     };
-    let c = load_with(&args, None, &[]).unwrap();
-    assert_eq!(c.roles.len(), 1);
-    assert_eq!(c.roles[0].name.as_str(), "RoleForB", "named after the role");
-    assert_eq!(c.roles[0].external_id.as_deref(), Some("X-1"));
-    assert_eq!(c.outputs.directory, Path::new("/tmp/rr"));
-    assert_eq!(c.sts.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
-    // --role-arn replaces the file's roles.
-    let c = load_with(&args, Some(MINIMAL), &[]).unwrap();
+    let config = load_with(&args, None, &[]).unwrap();
+    assert_eq!(config.roles.len(), 1);
     assert_eq!(
-        c.roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        config.roles[0].name.as_str(),
+        "RoleForB",
+        "named after the role"
+    );
+    assert_eq!(config.roles[0].external_id.as_deref(), Some("X-1"));
+    assert_eq!(config.outputs.directory, Path::new("/tmp/rr"));
+    assert_eq!(
+        config.sts.endpoint_url.as_deref(),
+        Some("http://127.0.0.1:5000")
+    );
+    // --role-arn replaces the file's roles.
+    let config = load_with(&args, Some(MINIMAL), &[]).unwrap();
+    assert_eq!(
+        config
+            .roles
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
         ["RoleForB"]
     );
 }
@@ -374,8 +394,8 @@ fn flag_errors_name_the_flag_and_its_variable() {
 
 #[test]
 fn the_effective_configuration_prints_and_reads_back() {
-    let c = load(SPEC_EXAMPLE).unwrap();
-    let json = serde_json::to_value(&c).unwrap();
+    let config = load(SPEC_EXAMPLE).unwrap();
+    let json = serde_json::to_value(&config).unwrap();
     assert_eq!(json["refresh"]["min_remaining"], "20m");
     assert_eq!(json["outputs"]["file_mode"], "0640");
     assert_eq!(

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::rules::{is_sts_char, unknown_placeholder};
+
 /// Implements `Deserialize` through `FromStr`, so the file, flags and environment share one parser.
 macro_rules! deserialize_from_str {
     ($($ty:ty),*) => {$(
         impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
                 text.parse().map_err(serde::de::Error::custom)
             }
         }
@@ -25,16 +27,16 @@ pub struct Dur(pub Duration);
 
 impl FromStr for Dur {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
             return Err(format!(
-                "duration {s:?} has no unit: write it like {s}s, 15m or 1h"
+                "duration {text:?} has no unit: write it like {text}s, 15m or 1h"
             ));
         }
-        humantime::parse_duration(s)
+        humantime::parse_duration(text)
             .map(Dur)
-            .map_err(|_| format!("invalid duration {s:?}: write it like 90s, 15m or 1h"))
+            .map_err(|_| format!("invalid duration {text:?}: write it like 90s, 15m or 1h"))
     }
 }
 
@@ -47,8 +49,8 @@ impl fmt::Display for Dur {
 }
 
 impl Serialize for Dur {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -71,29 +73,27 @@ impl RoleArn {
 
 impl FromStr for RoleArn {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, String> {
         let hint = "write it as arn:aws:iam::<12-digit account id>:role/<role name>";
-        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let arn = RoleArn(text.to_string());
+        let parts: Vec<&str> = text.splitn(6, ':').collect();
         let ok = match parts.as_slice() {
             ["arn", partition, "iam", "", account, resource] => {
+                let name = arn.role_name();
                 !partition.is_empty()
                     && account.len() == 12
                     && account.chars().all(|c| c.is_ascii_digit())
-                    && resource.strip_prefix("role/").is_some_and(|path| {
-                        let name = path.rsplit('/').next().unwrap_or_default();
-                        !name.is_empty()
-                            && name.len() <= 64
-                            && name
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
-                    })
+                    && resource.starts_with("role/")
+                    && !name.is_empty()
+                    && name.len() <= 64
+                    && name.chars().all(is_sts_char)
             }
             _ => false,
         };
         if ok {
-            Ok(RoleArn(s.to_string()))
+            Ok(arn)
         } else {
-            Err(format!("{s:?} is not an IAM role ARN: {hint}"))
+            Err(format!("{text:?} is not an IAM role ARN: {hint}"))
         }
     }
 }
@@ -118,16 +118,17 @@ impl RoleName {
 
 impl FromStr for RoleName {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if !s.is_empty()
-            && s.len() <= 64
-            && s.chars()
+    fn from_str(text: &str) -> Result<Self, String> {
+        if !text.is_empty()
+            && text.len() <= 64
+            && text
+                .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            Ok(RoleName(s.to_string()))
+            Ok(RoleName(text.to_string()))
         } else {
             Err(format!(
-                "role name {s:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-' (it names files and profiles)"
+                "role name {text:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-' (it names files and profiles)"
             ))
         }
     }
@@ -151,24 +152,24 @@ pub struct FileMode(pub u32);
 
 impl FromStr for FileMode {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let digits = s.strip_prefix("0o").unwrap_or(s);
+    fn from_str(text: &str) -> Result<Self, String> {
+        let digits = text.strip_prefix("0o").unwrap_or(text);
         let mode = match u32::from_str_radix(digits, 8) {
             Ok(mode) if (3..=4).contains(&digits.len()) && mode <= 0o777 => mode,
             _ => {
                 return Err(format!(
-                    "file mode {s:?} is not an octal mode: write it quoted, like \"0640\""
+                    "file mode {text:?} is not an octal mode: write it quoted, like \"0640\""
                 ))
             }
         };
         if mode & 0o400 == 0 {
             return Err(format!(
-                "file mode {s:?} leaves the files unreadable by their owner: use e.g. \"0640\""
+                "file mode {text:?} leaves the files unreadable by their owner: use e.g. \"0640\""
             ));
         }
         if mode & 0o002 != 0 {
             return Err(format!(
-                "file mode {s:?} lets anyone overwrite the credentials: use e.g. \"0640\""
+                "file mode {text:?} lets anyone overwrite the credentials: use e.g. \"0640\""
             ));
         }
         Ok(FileMode(mode))
@@ -182,8 +183,8 @@ impl fmt::Display for FileMode {
 }
 
 impl Serialize for FileMode {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -198,14 +199,16 @@ pub struct Owner {
 
 impl FromStr for Owner {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let parsed = s.split_once(':').and_then(|(u, g)| {
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parsed = text.split_once(':').and_then(|(uid, gid)| {
             Some(Owner {
-                uid: u.parse().ok()?,
-                gid: g.parse().ok()?,
+                uid: uid.parse().ok()?,
+                gid: gid.parse().ok()?,
             })
         });
-        parsed.ok_or_else(|| format!("owner {s:?} must be numeric \"uid:gid\", like \"1000:1000\""))
+        parsed.ok_or_else(|| {
+            format!("owner {text:?} must be numeric \"uid:gid\", like \"1000:1000\"")
+        })
     }
 }
 
@@ -216,8 +219,8 @@ impl fmt::Display for Owner {
 }
 
 impl Serialize for Owner {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -249,25 +252,23 @@ impl SessionTemplate {
 
 impl FromStr for SessionTemplate {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut rest = s;
-        while let Some(open) = rest.find('{') {
-            let after = &rest[open + 1..];
-            let close = after
-                .find('}')
-                .ok_or_else(|| format!("session name {s:?} has an unclosed '{{'"))?;
-            let name = &after[..close];
-            if !matches!(name, "hostname" | "role" | "pod") {
+    fn from_str(text: &str) -> Result<Self, String> {
+        match unknown_placeholder(text, &["hostname", "role", "pod"]) {
+            Some(unknown) if !unknown.closed => {
+                return Err(format!("session name {text:?} has an unclosed '{{'"));
+            }
+            Some(unknown) => {
                 return Err(format!(
-                    "session name {s:?} uses {{{name}}}: the placeholders are {{hostname}}, {{role}} and {{pod}}"
+                    "session name {text:?} uses {{{}}}: the placeholders are {{hostname}}, {{role}} and {{pod}}",
+                    unknown.name
                 ));
             }
-            rest = &after[close + 1..];
+            None => {}
         }
-        if s.is_empty() {
+        if text.is_empty() {
             return Err("session name is empty: use e.g. \"rolerelay-{hostname}\"".into());
         }
-        Ok(SessionTemplate(s.to_string()))
+        Ok(SessionTemplate(text.to_string()))
     }
 }
 
@@ -276,35 +277,13 @@ impl FromStr for SessionTemplate {
 pub fn sanitize_session_name(text: &str) -> String {
     let mut name: String = text
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if is_sts_char(c) { c } else { '-' })
         .take(64)
         .collect();
     while name.len() < 2 {
         name.push('-');
     }
     name
-}
-
-/// A fraction in a range, for `lifetime_fraction` and `jitter`.
-pub fn check_fraction(value: f64, low_open: bool, what: &str) -> Result<f64, String> {
-    let ok = value.is_finite() && value < 1.0 && if low_open { value > 0.0 } else { value >= 0.0 };
-    if ok {
-        Ok(value)
-    } else if low_open {
-        Err(format!(
-            "{what} {value} is outside 0..1: use a value above 0 and below 1, like 0.5"
-        ))
-    } else {
-        Err(format!(
-            "{what} {value} is outside 0..1: use a value from 0 up to below 1, like 0.1"
-        ))
-    }
 }
 
 /// The log format.
@@ -319,11 +298,11 @@ pub enum LogFormat {
 
 impl FromStr for LogFormat {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
-            _ => Err(format!("log format {s:?} is not json or text")),
+            _ => Err(format!("log format {text:?} is not json or text")),
         }
     }
 }
@@ -346,15 +325,15 @@ pub enum LogLevel {
 
 impl FromStr for LogLevel {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
             "error" => Ok(LogLevel::Error),
             "warn" | "warning" => Ok(LogLevel::Warn),
             "info" => Ok(LogLevel::Info),
             "debug" => Ok(LogLevel::Debug),
             "trace" => Ok(LogLevel::Trace),
             _ => Err(format!(
-                "log level {s:?} is not one of error, warn, info, debug, trace"
+                "log level {text:?} is not one of error, warn, info, debug, trace"
             )),
         }
     }
@@ -453,14 +432,14 @@ mod tests {
 
     #[test]
     fn session_templates_render_and_sanitize() {
-        let t: SessionTemplate = "rr-{hostname}-{role}-{pod}".parse().unwrap();
+        let template: SessionTemplate = "rr-{hostname}-{role}-{pod}".parse().unwrap();
         let vars = TemplateVars {
             hostname: "ip-10-0-0-1.ec2.internal".into(),
             pod: "web 7/x".into(),
         };
         let role: RoleName = "account-a".parse().unwrap();
         assert_eq!(
-            t.render(&role, &vars),
+            template.render(&role, &vars),
             "rr-ip-10-0-0-1.ec2.internal-account-a-web-7-x"
         );
         assert!("x-{host}"
@@ -487,14 +466,5 @@ mod tests {
         for bad in ["", "a/b", "a.b", "../x", "a b"] {
             assert!(bad.parse::<RoleName>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn fractions_are_bounded() {
-        assert!(check_fraction(0.5, true, "f").is_ok());
-        assert!(check_fraction(0.0, true, "f").is_err());
-        assert!(check_fraction(0.0, false, "f").is_ok());
-        assert!(check_fraction(1.0, false, "f").is_err());
-        assert!(check_fraction(f64::NAN, false, "f").is_err());
     }
 }

@@ -17,8 +17,8 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_sts::Client;
 
 use super::{hint, principal_of, Finding, Hint, HintContext};
-use crate::assume::{self, AssumeError, Assumer, HOP_DURATION, ONE_HOUR};
-use crate::config::{Config, RoleArn, RoleConfig};
+use crate::assume::{self, AssumeError, Assumer, HOP_DURATION};
+use crate::config::{Config, RoleArn, RoleConfig, ONE_HOUR};
 use crate::credentials::{self, Credentials};
 use crate::outputs::atomic::TEMP_PREFIX;
 use crate::{clock, healthcheck, source};

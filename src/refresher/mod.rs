@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::assume::{AssumeError, Assumed, ONE_HOUR};
-use crate::config::{Dur, RoleConfig};
+use crate::assume::{AssumeError, Assumed};
+use crate::config::{Dur, RoleConfig, ONE_HOUR};
 use crate::context::Context;
 use crate::credentials::rfc3339;
 use crate::metrics::Attempt;

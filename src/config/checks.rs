@@ -1,0 +1,191 @@
+//! The limits STS and the output directory put on configured values, each written once as a
+//! small named check. A check returns what to write instead; the caller adds where the value came
+//! from. `resolve` validates with them; the rules themselves are in `rules`.
+
+use std::time::Duration;
+
+use super::rules::{
+    is_external_id_char, is_sts_char, unknown_placeholder, EXTERNAL_ID_PUNCTUATION,
+    MAX_SESSION_DURATION, MIN_SESSION_DURATION, ONE_HOUR, STS_PUNCTUATION,
+};
+use super::values::Dur;
+
+/// `sts.region`: a region name, which becomes part of the STS host name.
+pub fn region(region: &str) -> Result<(), String> {
+    let ok = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    ok.then_some(())
+        .ok_or_else(|| format!("region {region:?} is not a region name like us-east-1"))
+}
+
+/// `sts.endpoint_url`: an http(s) URL; plain http only makes sense for a local STS.
+pub fn endpoint_url(url: &str) -> Result<(), String> {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        .then_some(())
+        .ok_or_else(|| {
+            format!("endpoint URL {url:?} must start with https:// (or http:// for a local STS)")
+        })
+}
+
+/// `external_id`: what STS accepts as an ExternalId.
+pub fn external_id(id: &str) -> Result<(), String> {
+    let ok = (2..=1224).contains(&id.len()) && id.chars().all(is_external_id_char);
+    ok.then_some(()).ok_or_else(|| {
+        format!(
+            "external_id must be 2 to 1224 characters of letters, digits and {EXTERNAL_ID_PUNCTUATION}"
+        )
+    })
+}
+
+/// `source_identity`: what STS accepts as a SourceIdentity.
+pub fn source_identity(id: &str) -> Result<(), String> {
+    let ok = (2..=64).contains(&id.len()) && id.chars().all(is_sts_char);
+    ok.then_some(()).ok_or_else(|| {
+        format!(
+            "source_identity must be 2 to 64 characters of letters, digits and {STS_PUNCTUATION}"
+        )
+    })
+}
+
+/// A role's session duration: within what STS grants, and longer than `min_remaining`, or the
+/// credentials would be due for refresh the moment they arrive.
+pub fn session_duration(duration: Dur, min_remaining: Dur) -> Result<(), String> {
+    // STS takes whole seconds (DurationSeconds), so a fraction of a second does not count.
+    let seconds = MIN_SESSION_DURATION.as_secs()..=MAX_SESSION_DURATION.as_secs();
+    if !seconds.contains(&duration.0.as_secs()) {
+        return Err(format!(
+            "session duration {duration} is outside what STS allows: use {} to {}",
+            Dur(MIN_SESSION_DURATION),
+            Dur(MAX_SESSION_DURATION)
+        ));
+    }
+    if duration.0 <= min_remaining.0 {
+        return Err(format!(
+            "session duration {duration} is not longer than refresh.min_remaining ({min_remaining}): \
+             the credentials would never be fresh enough; raise the duration or lower min_remaining"
+        ));
+    }
+    Ok(())
+}
+
+/// A chained role's duration: STS cuts it to [`ONE_HOUR`], which must still outlast `min_remaining`.
+pub fn chained_session_duration(duration: Dur, min_remaining: Dur) -> Result<(), String> {
+    if duration.0.min(ONE_HOUR) <= min_remaining.0 {
+        let one_hour = Dur(ONE_HOUR);
+        return Err(format!(
+            "a role assumed through a chain gets at most {one_hour} from STS, which is not longer than \
+             refresh.min_remaining ({min_remaining}): lower min_remaining below {one_hour}"
+        ));
+    }
+    Ok(())
+}
+
+/// `policy`: STS wants the inline policy as a JSON document.
+pub fn policy_json(policy: &str) -> Result<(), String> {
+    serde_json::from_str::<serde_json::Value>(policy)
+        .map(drop)
+        .map_err(|error| {
+            format!("the session policy is not valid JSON ({error}): write it as a JSON string")
+        })
+}
+
+/// `policy_arns[]`: the ARN of a managed policy.
+pub fn managed_policy_arn(arn: &str) -> Result<(), String> {
+    (arn.starts_with("arn:") && arn.contains(":policy/"))
+        .then_some(())
+        .ok_or_else(|| {
+            format!(
+                "{arn:?} is not a managed policy ARN like arn:aws:iam::aws:policy/ReadOnlyAccess"
+            )
+        })
+}
+
+/// One session tag: STS's limits on key and value length.
+pub fn session_tag(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() || key.chars().count() > 128 {
+        Err("a tag key must be 1 to 128 characters".into())
+    } else if value.chars().count() > 256 {
+        Err("a tag value must be at most 256 characters".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// `outputs.process_command`: not blank, and only the placeholders the INI writer fills in.
+pub fn process_command(command: &str) -> Result<(), String> {
+    if let Some(unknown) = unknown_placeholder(command, &["dir", "role"]) {
+        return Err(format!(
+            "process_command uses {{{}}}: the placeholders are {{dir}} and {{role}}",
+            unknown.name
+        ));
+    }
+    (!command.trim().is_empty())
+        .then_some(())
+        .ok_or_else(|| "process_command is empty".to_string())
+}
+
+/// A fixed file of the output directory: a plain name in it, and not one of the `.rolerelay-*`
+/// names that atomic writes use for their temporary files.
+pub fn plain_file_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && !name.contains('/')
+        && name != "."
+        && name != ".."
+        && !name.starts_with(".rolerelay-");
+    ok.then_some(()).ok_or_else(|| {
+        format!("{name:?} must be a plain file name in the output directory, without '/'")
+    })
+}
+
+/// A fraction in a range, for `lifetime_fraction` (`low_open`: 0 excluded) and `jitter` (0 allowed).
+pub fn check_fraction(value: f64, low_open: bool, what: &str) -> Result<f64, String> {
+    let ok = value.is_finite() && value < 1.0 && if low_open { value > 0.0 } else { value >= 0.0 };
+    if ok {
+        Ok(value)
+    } else if low_open {
+        Err(format!(
+            "{what} {value} is outside 0..1: use a value above 0 and below 1, like 0.5"
+        ))
+    } else {
+        Err(format!(
+            "{what} {value} is outside 0..1: use a value from 0 up to below 1, like 0.1"
+        ))
+    }
+}
+
+/// A delay that must not be zero (a zero backoff or timeout would spin).
+pub fn more_than_zero(duration: &Dur) -> Result<(), String> {
+    (!duration.0.is_zero())
+        .then_some(())
+        .ok_or_else(|| "must be more than 0s".to_string())
+}
+
+/// `refresh.max_interval`: a cap below a second would make the loop spin.
+pub fn at_least_one_second(interval: &Dur) -> Result<(), String> {
+    (interval.0 >= Duration::from_secs(1))
+        .then_some(())
+        .ok_or_else(|| "must be at least 1s".to_string())
+}
+
+/// `refresh.concurrency`: with no STS call allowed, nothing would ever refresh.
+pub fn at_least_one(count: &u64) -> Result<(), String> {
+    (*count >= 1)
+        .then_some(())
+        .ok_or_else(|| "must be at least 1".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_are_bounded() {
+        assert!(check_fraction(0.5, true, "f").is_ok());
+        assert!(check_fraction(0.0, true, "f").is_err());
+        assert!(check_fraction(0.0, false, "f").is_ok());
+        assert!(check_fraction(1.0, false, "f").is_err());
+        assert!(check_fraction(f64::NAN, false, "f").is_err());
+    }
+}
