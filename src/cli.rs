@@ -68,7 +68,7 @@ pub struct HealthcheckArgs {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    s.parse::<crate::config::Dur>().map(|d| d.0)
+    s.parse::<crate::config::HumanDuration>().map(|d| d.0)
 }
 
 /// Arguments of `doctor`.

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use rolerelay::config::values::sanitize_session_name;
-use rolerelay::config::{Config, ConfigArgs, Dur, RoleName, SessionTemplate, TemplateVars};
+use rolerelay::config::{
+    Config, ConfigArgs, HumanDuration, RoleName, SessionTemplate, TemplateVars,
+};
 
 fn load(text: &str) -> Result<Config, rolerelay::config::ConfigError> {
     let vars = TemplateVars {
@@ -148,9 +150,9 @@ proptest! {
 
     #[test]
     fn durations_parse_without_a_panic_and_round_trip(text in "\\PC{0,24}", secs in 0u64..100_000_000) {
-        let _ = text.parse::<Dur>();
-        let d = Dur(std::time::Duration::from_secs(secs));
-        prop_assert_eq!(d.to_string().parse::<Dur>().map(|p| p.0), Ok(d.0));
+        let _ = text.parse::<HumanDuration>();
+        let d = HumanDuration(std::time::Duration::from_secs(secs));
+        prop_assert_eq!(d.to_string().parse::<HumanDuration>().map(|p| p.0), Ok(d.0));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::rules::{
     is_external_id_char, is_sts_char, unknown_placeholder, EXTERNAL_ID_PUNCTUATION,
     MAX_SESSION_DURATION, MIN_SESSION_DURATION, ONE_HOUR, STS_PUNCTUATION,
 };
-use super::values::Dur;
+use super::values::HumanDuration;
 
 /// `sts.region`: a region name, which becomes part of the STS host name.
 pub fn region(region: &str) -> Result<(), String> {
@@ -51,14 +51,17 @@ pub fn source_identity(id: &str) -> Result<(), String> {
 
 /// A role's session duration: within what STS grants, and longer than `min_remaining`, or the
 /// credentials would be due for refresh the moment they arrive.
-pub fn session_duration(duration: Dur, min_remaining: Dur) -> Result<(), String> {
+pub fn session_duration(
+    duration: HumanDuration,
+    min_remaining: HumanDuration,
+) -> Result<(), String> {
     // STS takes whole seconds (DurationSeconds), so a fraction of a second does not count.
     let seconds = MIN_SESSION_DURATION.as_secs()..=MAX_SESSION_DURATION.as_secs();
     if !seconds.contains(&duration.0.as_secs()) {
         return Err(format!(
             "session duration {duration} is outside what STS allows: use {} to {}",
-            Dur(MIN_SESSION_DURATION),
-            Dur(MAX_SESSION_DURATION)
+            HumanDuration(MIN_SESSION_DURATION),
+            HumanDuration(MAX_SESSION_DURATION)
         ));
     }
     if duration.0 <= min_remaining.0 {
@@ -71,9 +74,12 @@ pub fn session_duration(duration: Dur, min_remaining: Dur) -> Result<(), String>
 }
 
 /// A chained role's duration: STS cuts it to [`ONE_HOUR`], which must still outlast `min_remaining`.
-pub fn chained_session_duration(duration: Dur, min_remaining: Dur) -> Result<(), String> {
+pub fn chained_session_duration(
+    duration: HumanDuration,
+    min_remaining: HumanDuration,
+) -> Result<(), String> {
     if duration.0.min(ONE_HOUR) <= min_remaining.0 {
-        let one_hour = Dur(ONE_HOUR);
+        let one_hour = HumanDuration(ONE_HOUR);
         return Err(format!(
             "a role assumed through a chain gets at most {one_hour} from STS, which is not longer than \
              refresh.min_remaining ({min_remaining}): lower min_remaining below {one_hour}"
@@ -156,14 +162,14 @@ pub fn check_fraction(value: f64, low_open: bool, what: &str) -> Result<f64, Str
 }
 
 /// A delay that must not be zero (a zero backoff or timeout would spin).
-pub fn more_than_zero(duration: &Dur) -> Result<(), String> {
+pub fn more_than_zero(duration: &HumanDuration) -> Result<(), String> {
     (!duration.0.is_zero())
         .then_some(())
         .ok_or_else(|| "must be more than 0s".to_string())
 }
 
 /// `refresh.max_interval`: a cap below a second would make the loop spin.
-pub fn at_least_one_second(interval: &Dur) -> Result<(), String> {
+pub fn at_least_one_second(interval: &HumanDuration) -> Result<(), String> {
     (interval.0 >= Duration::from_secs(1))
         .then_some(())
         .ok_or_else(|| "must be at least 1s".to_string())

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::values::{
-    Dur, FileMode, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate,
+    FileMode, HumanDuration, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate,
 };
 
 /// The file's top level.
@@ -44,12 +44,12 @@ pub struct FileSource {
 #[serde(deny_unknown_fields, default)]
 pub struct FileRefresh {
     pub lifetime_fraction: Option<Spanned<f64>>,
-    pub min_remaining: Option<Spanned<Dur>>,
-    pub max_interval: Option<Spanned<Dur>>,
+    pub min_remaining: Option<Spanned<HumanDuration>>,
+    pub max_interval: Option<Spanned<HumanDuration>>,
     pub jitter: Option<Spanned<f64>>,
-    pub backoff_initial: Option<Spanned<Dur>>,
-    pub backoff_max: Option<Spanned<Dur>>,
-    pub timeout: Option<Spanned<Dur>>,
+    pub backoff_initial: Option<Spanned<HumanDuration>>,
+    pub backoff_max: Option<Spanned<HumanDuration>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
     pub concurrency: Option<Spanned<u64>>,
 }
 
@@ -64,7 +64,7 @@ pub struct FileRole {
     #[serde(default)]
     pub external_id: Option<Spanned<String>>,
     #[serde(default)]
-    pub duration: Option<Spanned<Dur>>,
+    pub duration: Option<Spanned<HumanDuration>>,
     #[serde(default)]
     pub chain: Vec<Spanned<RoleArn>>,
     #[serde(default)]

@@ -33,7 +33,8 @@ use file::FileConfig;
 use resolve::Resolver;
 pub use rules::{MAX_SESSION_DURATION, MIN_SESSION_DURATION, ONE_HOUR};
 pub use values::{
-    Dur, FileMode, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate, TemplateVars,
+    FileMode, HumanDuration, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate,
+    TemplateVars,
 };
 
 /// A configuration that cannot be used: where the bad value came from and what to do about it.
@@ -91,17 +92,17 @@ pub struct RefreshConfig {
     /// Refresh once this fraction of the lifetime has passed. Default 0.5.
     pub lifetime_fraction: f64,
     /// ...and never later than this before expiry. Default 20m.
-    pub min_remaining: Dur,
+    pub min_remaining: HumanDuration,
     /// Optional hard upper bound between refreshes. Default: none.
-    pub max_interval: Option<Dur>,
+    pub max_interval: Option<HumanDuration>,
     /// +/- fraction applied to each scheduled refresh. Default 0.1.
     pub jitter: f64,
     /// First retry delay after a failure (exponential, full jitter). Default 1s.
-    pub backoff_initial: Dur,
+    pub backoff_initial: HumanDuration,
     /// Retry delay cap. Default 2m.
-    pub backoff_max: Dur,
+    pub backoff_max: HumanDuration,
     /// Time limit of one STS call. Default 10s.
-    pub timeout: Dur,
+    pub timeout: HumanDuration,
     /// STS calls in flight at once, across all roles. Default 16.
     pub concurrency: usize,
 }
@@ -120,7 +121,7 @@ pub struct RoleConfig {
     /// ExternalId required by the role's trust policy. Default: none.
     pub external_id: Option<String>,
     /// Requested session duration. Default 1h.
-    pub duration: Dur,
+    pub duration: HumanDuration,
     /// Role ARNs assumed first, in order, each with the previous hop's credentials.
     pub chain: Vec<RoleArn>,
     /// Inline JSON policy that narrows the session's permissions. Default: none.

@@ -23,9 +23,9 @@ macro_rules! deserialize_from_str {
 
 /// A duration written like `90s`, `15m`, `1h` or `1h30m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(pub Duration);
+pub struct HumanDuration(pub Duration);
 
-impl FromStr for Dur {
+impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
@@ -35,12 +35,12 @@ impl FromStr for Dur {
             ));
         }
         humantime::parse_duration(text)
-            .map(Dur)
+            .map(HumanDuration)
             .map_err(|_| format!("invalid duration {text:?}: write it like 90s, 15m or 1h"))
     }
 }
 
-impl fmt::Display for Dur {
+impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // humantime writes "1h 30m"; without spaces it reads back as the same value.
         let text = humantime::format_duration(self.0).to_string();
@@ -48,7 +48,7 @@ impl fmt::Display for Dur {
     }
 }
 
-impl Serialize for Dur {
+impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
@@ -340,7 +340,7 @@ impl FromStr for LogLevel {
 }
 
 deserialize_from_str!(
-    Dur,
+    HumanDuration,
     RoleArn,
     RoleName,
     FileMode,
@@ -356,18 +356,30 @@ mod tests {
 
     #[test]
     fn durations_need_a_unit() {
-        assert_eq!("90s".parse::<Dur>().unwrap().0, Duration::from_secs(90));
-        assert_eq!("1h30m".parse::<Dur>().unwrap().0, Duration::from_secs(5400));
-        assert!("3600".parse::<Dur>().unwrap_err().contains("no unit"));
+        assert_eq!(
+            "90s".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            "1h30m".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(5400)
+        );
+        assert!("3600"
+            .parse::<HumanDuration>()
+            .unwrap_err()
+            .contains("no unit"));
         assert!("5x"
-            .parse::<Dur>()
+            .parse::<HumanDuration>()
             .unwrap_err()
             .contains("invalid duration"));
-        assert_eq!(Dur(Duration::from_secs(5400)).to_string(), "1h30m");
         assert_eq!(
-            Dur(Duration::from_secs(5400))
+            HumanDuration(Duration::from_secs(5400)).to_string(),
+            "1h30m"
+        );
+        assert_eq!(
+            HumanDuration(Duration::from_secs(5400))
                 .to_string()
-                .parse::<Dur>()
+                .parse::<HumanDuration>()
                 .unwrap()
                 .0
                 .as_secs(),

@@ -91,7 +91,7 @@ fn role(n: &str) -> RoleConfig {
         session_name: "s-{role}".parse().unwrap(),
         session_name_resolved: format!("s-{n}"),
         external_id: None,
-        duration: crate::config::Dur(Duration::from_secs(3600)),
+        duration: crate::config::HumanDuration(Duration::from_secs(3600)),
         chain: vec![],
         policy: None,
         policy_arns: vec![],

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::assume::{AssumeError, Assumed};
-use crate::config::{Dur, RoleConfig, ONE_HOUR};
+use crate::config::{HumanDuration, RoleConfig, ONE_HOUR};
 use crate::context::Context;
 use crate::credentials::rfc3339;
 use crate::metrics::Attempt;
@@ -154,7 +154,7 @@ impl RoleLoop {
                     role_arn = %self.role.role_arn,
                     access_key_id = %creds.access_key_id,
                     expiration = %rfc3339(creds.expiration),
-                    session_duration = %Dur(assumed.duration),
+                    session_duration = %HumanDuration(assumed.duration),
                     took_ms = took.as_millis() as u64,
                     "assumed role",
                 );

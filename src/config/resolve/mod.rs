@@ -19,8 +19,8 @@ use super::file::{
     FileConfig, FileEndpoint, FileLogging, FileRefresh, FileServer, FileSource, FileSts,
 };
 use super::{
-    Config, ConfigArgs, ConfigError, Dur, EndpointConfig, LogFormat, LogLevel, LoggingConfig,
-    RefreshConfig, ServerConfig, SourceConfig, StsConfig, TemplateVars,
+    Config, ConfigArgs, ConfigError, EndpointConfig, HumanDuration, LogFormat, LogLevel,
+    LoggingConfig, RefreshConfig, ServerConfig, SourceConfig, StsConfig, TemplateVars,
 };
 
 /// A value and where it came from: `file:line: key`, a flag and its variable, an environment
@@ -81,8 +81,8 @@ fn flag_label(flag: &str) -> String {
 }
 
 /// A default duration in whole seconds.
-fn seconds(secs: u64) -> Dur {
-    Dur(Duration::from_secs(secs))
+fn seconds(secs: u64) -> HumanDuration {
+    HumanDuration(Duration::from_secs(secs))
 }
 
 impl Resolver<'_> {
@@ -275,7 +275,10 @@ impl Resolver<'_> {
     }
 
     /// The retry delays: the first one, and the cap it grows to.
-    fn backoff(&self, refresh: &FileRefresh) -> Result<(Dur, Dur), ConfigError> {
+    fn backoff(
+        &self,
+        refresh: &FileRefresh,
+    ) -> Result<(HumanDuration, HumanDuration), ConfigError> {
         let initial = self
             .file_or_default(
                 "refresh.backoff_initial",

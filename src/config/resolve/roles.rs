@@ -8,7 +8,7 @@ use crate::config::checks;
 use crate::config::file::FileRole;
 use crate::config::rules::{MAX_SESSION_TAGS, ONE_HOUR};
 use crate::config::{
-    ConfigError, Dur, RefreshConfig, RoleArn, RoleConfig, RoleName, SessionTemplate,
+    ConfigError, HumanDuration, RefreshConfig, RoleArn, RoleConfig, RoleName, SessionTemplate,
 };
 
 /// The settings of one role before they are checked: from `--role-arn` and its flags, or from
@@ -18,7 +18,7 @@ struct RoleInput<'f> {
     arn: Sourced<RoleArn>,
     session_name: Option<SessionTemplate>,
     /// Defaulted by the caller, which knows what to blame a bad default on.
-    duration: Sourced<Dur>,
+    duration: Sourced<HumanDuration>,
     external_id: Option<Sourced<String>>,
     /// The entry and its index, for the settings only the file has (chain, policies, tags, ...).
     entry: Option<(usize, &'f FileRole)>,
@@ -78,7 +78,7 @@ impl Resolver<'_> {
                 .map(|template| template.value),
             duration: self
                 .flag_value("--duration", &args.duration)?
-                .unwrap_or_else(|| Sourced::new(Dur(ONE_HOUR), flag_label("--duration"))),
+                .unwrap_or_else(|| Sourced::new(HumanDuration(ONE_HOUR), flag_label("--duration"))),
             external_id: self.flag_value("--external-id", &args.external_id)?,
             entry: None,
         };
@@ -96,8 +96,12 @@ impl Resolver<'_> {
             let key = |field: &str| role_key(index, field);
             let role_line = entry.name.referenced.line();
             // A default duration that does not fit is blamed on the role, at its name's line.
-            let default_duration =
-                || Sourced::new(Dur(ONE_HOUR), self.origin(&key("duration"), role_line));
+            let default_duration = || {
+                Sourced::new(
+                    HumanDuration(ONE_HOUR),
+                    self.origin(&key("duration"), role_line),
+                )
+            };
             let input = RoleInput {
                 name: self.sourced(&key("name"), &entry.name),
                 arn: self.sourced(&key("role_arn"), &entry.role_arn),
