@@ -52,6 +52,13 @@ pub fn load(args: &ConfigArgs) -> Config {
     Config::load(args).expect("a valid test configuration")
 }
 
+/// The access key id in a credential_process file.
+pub fn key_in(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["AccessKeyId"].as_str().unwrap().to_string()
+}
+
 /// One sample of the Prometheus text `metrics`, 0 if absent.
 pub fn metric(metrics: &str, series: &str) -> f64 {
     metrics

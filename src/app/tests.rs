@@ -30,19 +30,14 @@ fn names(sidecar: &Sidecar) -> Vec<String> {
     names
 }
 
-fn key_in(path: &Path) -> String {
-    let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
-    json["AccessKeyId"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_reload_starts_added_roles_restarts_changed_ones_and_stops_removed_ones() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let (mut sidecar, sts) = sidecar(dir.path(), &[("a", ""), ("b", ""), ("c", "")]);
     tokio::time::sleep(MINUTE).await;
-    let key_a = key_in(&out.join("a.json"));
-    let key_c = key_in(&out.join("c.json"));
+    let key_a = testing::key_in(&out.join("a.json"));
+    let key_c = testing::key_in(&out.join("c.json"));
 
     testing::write_config(
         dir.path(),
@@ -53,12 +48,12 @@ async fn a_reload_starts_added_roles_restarts_changed_ones_and_stops_removed_one
 
     assert_eq!(names(&sidecar), ["a", "c", "d"]);
     assert_eq!(
-        key_in(&out.join("a.json")),
+        testing::key_in(&out.join("a.json")),
         key_a,
         "a kept: not assumed again"
     );
     assert_ne!(
-        key_in(&out.join("c.json")),
+        testing::key_in(&out.join("c.json")),
         key_c,
         "c changed: assumed again"
     );

@@ -53,12 +53,6 @@ impl Running {
     }
 }
 
-/// The access key id in a credential_process file.
-fn key_in(path: &Path) -> String {
-    let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
-    json["AccessKeyId"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_role_is_refreshed_at_half_its_lifetime_and_its_files_follow() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +67,7 @@ async fn a_role_is_refreshed_at_half_its_lifetime_and_its_files_follow() {
         assert_eq!(pair[1].duration, 60 * MINUTE);
     }
     let last = format!("ASIAFAKE{:012}", calls.len());
-    assert_eq!(key_in(&dir.path().join("out/a.json")), last);
+    assert_eq!(testing::key_in(&dir.path().join("out/a.json")), last);
     let role = running.role();
     let now = running.ctx.clock.now();
     assert_eq!(role.readiness(now, 20 * MINUTE), Ok(()));
