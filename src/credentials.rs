@@ -3,23 +3,42 @@
 use std::fmt;
 use std::time::SystemTime;
 
-/// A string that must never be printed: `Debug` and `Display` show `[redacted]`.
+use secrecy::{ExposeSecret, SecretString};
+use subtle::{Choice, ConstantTimeEq};
+
+/// A string that must never be printed: `Debug` and `Display` show `[redacted]`, the memory is
+/// zeroed when it is dropped (`secrecy`), and comparing two takes the same time wherever they
+/// differ (`subtle`).
 ///
 /// The only way to the value is [`Secret::expose`], which makes every use greppable.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+#[derive(Clone)]
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(SecretString::from(value.into()))
     }
 
     /// The secret value, for writing it where it belongs (an output file, the endpoint).
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
+    }
+
+    /// Whether `given` is this secret, in time that does not depend on where they differ, so a
+    /// secret cannot be guessed byte by byte (only its length shows).
+    pub fn matches(&self, given: &[u8]) -> Choice {
+        self.expose().as_bytes().ct_eq(given)
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other.expose().as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,6 +121,20 @@ mod tests {
         assert!(printed.contains("ASIAEXAMPLE"));
         assert!(!printed.contains("wJalrXUtnFEMI"), "{printed}");
         assert!(!printed.contains("FQoGZXIvYXCUm8"), "{printed}");
+    }
+
+    #[test]
+    fn secrets_compare_through_subtle() {
+        let secret = Secret::new("abcdef");
+        // The result is subtle's Choice: the crate's constant-time compare, not a hand-written
+        // loop that an optimiser may turn into an early exit.
+        let choice: Choice = secret.matches(b"abcdef");
+        assert!(bool::from(choice));
+        for wrong in [&b"abcdeF"[..], b"abcde", b"abcdefg", b""] {
+            assert!(!bool::from(secret.matches(wrong)), "{wrong:?}");
+        }
+        assert_eq!(secret, Secret::new("abcdef"));
+        assert_ne!(secret, Secret::new("abcdeg"));
     }
 
     #[test]
