@@ -7,7 +7,8 @@ use tracing_subscriber::prelude::*;
 use crate::config::{LogFormat, LogLevel};
 
 /// Installs the global subscriber. rolerelay's own events use `level`; other crates' (the AWS
-/// SDK's) are shown from warnings up, or at `level` when it is debug or trace.
+/// SDK's) are shown from warnings up, or from debug up when `level` is debug or trace — never
+/// their trace events, which can carry whole requests and replies.
 pub fn init(format: LogFormat, level: LogLevel) {
     let level = match level {
         LogLevel::Error => LevelFilter::ERROR,
@@ -17,7 +18,9 @@ pub fn init(format: LogFormat, level: LogLevel) {
         LogLevel::Trace => LevelFilter::TRACE,
     };
     let others = if level >= LevelFilter::DEBUG {
-        level
+        // Never trace: that is where the SDK prints whole requests and replies (with
+        // `LOG_SENSITIVE_BODIES=true`, an AssumeRole reply's secret key and session token).
+        LevelFilter::DEBUG
     } else {
         LevelFilter::WARN.min(level)
     };

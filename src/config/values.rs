@@ -319,7 +319,7 @@ pub enum LogLevel {
     Info,
     /// Details of each step.
     Debug,
-    /// Everything, including the AWS SDK's own traces.
+    /// rolerelay's own traces too (the AWS SDK stays at debug: its traces hold whole replies).
     Trace,
 }
 
