@@ -1,7 +1,9 @@
 //! The one place that reads the wall clock; everything else takes `now` as an argument, or asks
 //! the [`Clock`] it was given.
 
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// The current wall-clock time, for the edges of the program (commands that run once).
 #[allow(clippy::disallowed_methods)]
@@ -13,16 +15,19 @@ pub fn now() -> SystemTime {
 ///
 /// Production reads the wall clock. Tests use a clock that moves with tokio's paused time, so a
 /// loop that sleeps for half an hour runs in a millisecond and still sees half an hour pass.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Clock {
     /// The wall clock.
     System,
-    /// `start`, plus the tokio time elapsed since `origin`.
+    /// `start`, plus the tokio time elapsed since `origin`, plus the jumps made with
+    /// [`Clock::jump`] (a wall clock set forward or back while the monotonic one runs on).
     FollowsTokio {
         /// The wall-clock time at `origin`.
         start: SystemTime,
         /// The tokio instant the clock was made at.
         origin: tokio::time::Instant,
+        /// The sum of the jumps, in milliseconds (negative: back); shared by the clones.
+        jumped_ms: Arc<AtomicI64>,
     },
 }
 
@@ -32,6 +37,16 @@ impl Clock {
         Clock::FollowsTokio {
             start,
             origin: tokio::time::Instant::now(),
+            jumped_ms: Arc::default(),
+        }
+    }
+
+    /// Sets a test clock forward (or back) by `by`, as suspending a machine or correcting its
+    /// clock does; the system clock is not for setting.
+    pub fn jump(&self, by: Duration, forward: bool) {
+        if let Clock::FollowsTokio { jumped_ms, .. } = self {
+            let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+            jumped_ms.fetch_add(if forward { ms } else { -ms }, Ordering::SeqCst);
         }
     }
 
@@ -39,7 +54,20 @@ impl Clock {
     pub fn now(&self) -> SystemTime {
         match self {
             Clock::System => now(),
-            Clock::FollowsTokio { start, origin } => *start + origin.elapsed(),
+            Clock::FollowsTokio {
+                start,
+                origin,
+                jumped_ms,
+            } => {
+                let at = *start + origin.elapsed();
+                let jumped = jumped_ms.load(Ordering::SeqCst);
+                let by = Duration::from_millis(jumped.unsigned_abs());
+                if jumped >= 0 {
+                    at + by
+                } else {
+                    at - by
+                }
+            }
         }
     }
 

@@ -138,7 +138,7 @@ async fn start_servers(
     let view = View {
         state: ctx.state.clone(),
         metrics: ctx.metrics.clone(),
-        clock: ctx.clock,
+        clock: ctx.clock.clone(),
     };
     let mut servers = JoinSet::new();
     info!(listen = %config.server.listen, "serving /healthz /readyz /metrics /status");

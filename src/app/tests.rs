@@ -13,7 +13,7 @@ fn sidecar(dir: &Path, roles: &[(&str, &str)]) -> (Sidecar, FakeSts) {
     let args = testing::write_config(dir, roles);
     let config = testing::load(&args);
     let clock = testing::paused_clock();
-    let sts = FakeSts::new(clock);
+    let sts = FakeSts::new(clock.clone());
     let ctx = context(&config, sts.assumer(), clock).unwrap();
     let mut sidecar = Sidecar::new(config, args, ctx);
     sidecar.start_all();
@@ -128,7 +128,7 @@ async fn once_writes_the_roles_that_succeed_and_names_those_that_fail() {
     let args = testing::write_config(dir.path(), &[("a", ""), ("b", "")]);
     let config = testing::load(&args);
     let clock = testing::paused_clock();
-    let sts = FakeSts::new(clock);
+    let sts = FakeSts::new(clock.clone());
     sts.set_reply(Reply::ErrorFor("b", "AccessDenied"));
     let ctx = context(&config, sts.assumer(), clock).unwrap();
     let failed = refresh_each_once(&ctx, &config.roles).await.unwrap();

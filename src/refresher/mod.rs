@@ -19,6 +19,9 @@ use crate::metrics::Attempt;
 use crate::outputs::{container, WriteFailure};
 use crate::schedule;
 
+/// The longest the loop sleeps before it looks at the wall clock again.
+pub const WALL_CLOCK_CHECK: Duration = Duration::from_secs(30);
+
 /// How late a loop may be (a timer firing, a write finishing) before `/healthz` calls it wedged.
 pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(30);
 
@@ -122,7 +125,7 @@ impl RoleLoop {
         ctx.state
             .set_heartbeat(&self.role.name, Some(ctx.clock.now() + budget));
         let started = tokio::time::Instant::now();
-        let clock = ctx.clock;
+        let clock = &ctx.clock;
         let result = assumer
             .assume(&self.role, self.duration, || clock.now())
             .await;
@@ -254,24 +257,34 @@ impl RoleLoop {
 
     /// Sleeps until `wake.next`, withdrawing the held credentials at their expiry if that comes
     /// first. False when `shutdown` came instead.
+    ///
+    /// The schedule is in wall-clock time but timers are monotonic: the loop looks at the wall
+    /// clock at least every [`WALL_CLOCK_CHECK`], so a jump (suspend and resume, a paused VM, a
+    /// corrected clock) is acted on within that, in either direction.
     async fn sleep(&mut self, wake: Wake, shutdown: &mut watch::Receiver<bool>) -> bool {
         let mut expiry = wake.expiry;
+        let clock = self.ctx.clock.clone();
         loop {
             let until = expiry.unwrap_or(wake.next);
-            let clock = self.ctx.clock;
+            let step = clock
+                .instant_at(until)
+                .min(tokio::time::Instant::now() + WALL_CLOCK_CHECK);
+            let deadline = until.min(clock.now() + WALL_CLOCK_CHECK) + HEARTBEAT_GRACE;
             self.ctx
                 .state
-                .set_heartbeat(&self.role.name, Some(until + HEARTBEAT_GRACE));
+                .set_heartbeat(&self.role.name, Some(deadline));
             tokio::select! {
                 _ = shutdown.changed() => return false,
-                _ = tokio::time::sleep_until(clock.instant_at(until)) => {}
+                _ = tokio::time::sleep_until(step) => {}
             }
-            if clock.now() >= wake.next {
+            let now = clock.now();
+            if now >= wake.next {
                 // Waiting for a turn to call STS has no deadline; `refresh` sets one once it calls.
                 self.ctx.state.set_heartbeat(&self.role.name, None);
                 return true;
             }
-            if let Some(at) = expiry.take() {
+            if let Some(at) = expiry.filter(|at| now >= *at) {
+                expiry = None;
                 self.withdraw(at).await;
             }
         }

@@ -26,7 +26,7 @@ impl Running {
     fn start(dir: &Path, roles: &[(&str, &str)]) -> Running {
         let config = testing::load(&testing::write_config(dir, roles));
         let clock = testing::paused_clock();
-        let sts = FakeSts::new(clock);
+        let sts = FakeSts::new(clock.clone());
         let ctx = app::context(&config, sts.assumer(), clock).unwrap();
         let (stop, stopped) = watch::channel(false);
         let role_loop = RoleLoop::new(ctx.clone(), config.roles[0].clone());
@@ -155,5 +155,45 @@ async fn failed_writes_are_retried_without_calling_sts_again() {
         1,
         "STS is not called for a write"
     );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_set_forward_past_the_refresh_is_acted_on_within_half_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = Running::start(dir.path(), &[("a", "")]);
+    tokio::time::sleep(MINUTE).await;
+    assert_eq!(running.sts.calls().len(), 1);
+    // Suspended for 40 minutes: past the refresh at about 30, the credentials still valid.
+    running.ctx.clock.jump(40 * MINUTE, true);
+    tokio::time::sleep(WALL_CLOCK_CHECK + Duration::from_secs(1)).await;
+    assert_eq!(running.sts.calls().len(), 2, "refreshed on waking");
+    let role = running.role();
+    let now = running.ctx.clock.now();
+    assert_eq!(role.liveness(now), Ok(()));
+    assert_eq!(role.readiness(now, 20 * MINUTE), Ok(()));
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_set_back_neither_refreshes_early_nor_stalls_the_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = Running::start(dir.path(), &[("a", "")]);
+    tokio::time::sleep(MINUTE).await;
+    running.ctx.clock.jump(40 * MINUTE, false);
+    tokio::time::sleep(10 * MINUTE).await;
+    assert_eq!(
+        running.sts.calls().len(),
+        1,
+        "the refresh is still ahead by the wall clock"
+    );
+    assert_eq!(running.role().liveness(running.ctx.clock.now()), Ok(()));
+    // The schedule follows the wall clock: the refresh comes 30 minutes (±10 %) of it after the
+    // first, 40 minutes later by the monotonic clock.
+    tokio::time::sleep(65 * MINUTE).await;
+    let calls = running.sts.calls();
+    assert!(calls.len() >= 2, "{}", calls.len());
+    let gap = calls[1].at.duration_since(calls[0].at).unwrap();
+    assert!(gap >= 27 * MINUTE && gap <= 34 * MINUTE, "{gap:?}");
     running.stop().await;
 }
