@@ -71,11 +71,25 @@ impl Clock {
         }
     }
 
-    /// The tokio instant at which this clock will read `t` (now if `t` is past), for sleeping
-    /// until a wall-clock time.
+    /// The tokio instant at which this clock will read `t` (now if `t` is past, and no more
+    /// than a year ahead), for sleeping until a wall-clock time.
     pub fn instant_at(&self, t: SystemTime) -> tokio::time::Instant {
-        tokio::time::Instant::now() + t.duration_since(self.now()).unwrap_or_default()
+        let wait = t.duration_since(self.now()).unwrap_or_default();
+        tokio::time::Instant::now() + wait.min(A_YEAR)
     }
+}
+
+/// The longest a sleep is computed for: no schedule waits that long, and tokio's timer is
+/// not asked for an instant it cannot hold.
+const A_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `t` plus `by`, or the latest time this clock can hold if that is past it: time arithmetic that
+/// cannot abort the process, whatever a configuration or a reply says.
+pub fn later(t: SystemTime, by: Duration) -> SystemTime {
+    t.checked_add(by).unwrap_or_else(|| {
+        // SystemTime holds signed 64-bit seconds; half of that is past any real deadline.
+        SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2)
+    })
 }
 
 /// Seconds since the Unix epoch, as a float (for metrics and JSON).

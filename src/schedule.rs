@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::clock::later;
 use crate::config::RefreshConfig;
 
 /// The shortest wait between two refreshes of one role, whatever the credentials say, so that
@@ -56,13 +57,14 @@ pub fn next_refresh(
         .unwrap_or(issued)
         .max(issued);
     if let Some(max) = policy.max_interval {
-        latest = latest.min(issued + max);
+        latest = latest.min(later(issued, max));
     }
-    let planned = (issued + lifetime.mul_f64(policy.lifetime_fraction)).min(latest);
+    let fraction = policy.lifetime_fraction.clamp(0.0, 1.0);
+    let planned = later(issued, lifetime.mul_f64(fraction)).min(latest);
     let interval = planned.duration_since(issued).unwrap_or_default();
-    let factor = 1.0 + policy.jitter * sample.clamp(-1.0, 1.0);
-    let jittered = issued + interval.mul_f64(factor);
-    jittered.min(latest).max(issued + MIN_INTERVAL)
+    let factor = 1.0 + policy.jitter.clamp(0.0, 1.0) * sample.clamp(-1.0, 1.0);
+    let jittered = later(issued, interval.mul_f64(factor));
+    jittered.min(latest).max(later(issued, MIN_INTERVAL))
 }
 
 /// How long to wait before retry number `failures` (1 for the first retry): "full jitter",
@@ -78,6 +80,15 @@ pub fn backoff(policy: &Policy, failures: u32, sample: f64) -> Duration {
     ceiling.mul_f64(sample.clamp(0.0, 1.0))
 }
 
+/// The longest one refresh may take before the loop counts as wedged: each hop of `chain_len`
+/// and a repeat with a capped duration may each take the whole `timeout`, plus `grace`.
+pub fn call_budget(timeout: Duration, chain_len: usize, grace: Duration) -> Duration {
+    let calls = u32::try_from(chain_len)
+        .unwrap_or(u32::MAX)
+        .saturating_add(2);
+    timeout.saturating_mul(calls).saturating_add(grace)
+}
+
 /// When to retry after a failure at `now`, given the credentials still held (if any).
 ///
 /// A retry is never scheduled after the credentials held now stop being fresh, so a long backoff
@@ -89,7 +100,7 @@ pub fn next_retry(
     sample: f64,
     held_expiry: Option<SystemTime>,
 ) -> SystemTime {
-    let at = now + backoff(policy, failures, sample);
+    let at = later(now, backoff(policy, failures, sample));
     match held_expiry.and_then(|e| e.checked_sub(policy.min_remaining)) {
         // Only pull the retry in while that point is still ahead; past it, backoff rules alone.
         Some(fresh_until) if fresh_until > now => at.min(fresh_until),

@@ -3,12 +3,15 @@
 //! the README gives a longer run).
 
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
+use rolerelay::clock::later;
 use rolerelay::config::values::sanitize_session_name;
 use rolerelay::config::{
     Config, ConfigArgs, HumanDuration, RoleName, SessionTemplate, TemplateVars,
 };
+use rolerelay::schedule::{self, Policy};
 
 fn load(text: &str) -> Result<Config, rolerelay::config::ConfigError> {
     let vars = TemplateVars {
@@ -21,6 +24,39 @@ fn load(text: &str) -> Result<Config, rolerelay::config::ConfigError> {
         &|_| None,
         &vars,
     )
+}
+
+/// What `run` does with an accepted configuration's numbers, at the edges of time: the semaphore,
+/// the schedule, the backoff and the heartbeat budget. A panic here aborts the release build.
+fn runs_without_a_panic(c: &Config) {
+    let _ = tokio::sync::Semaphore::new(c.refresh.concurrency);
+    let policy = Policy::from(&c.refresh);
+    let times = [
+        SystemTime::UNIX_EPOCH,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        later(SystemTime::UNIX_EPOCH, Duration::MAX),
+    ];
+    for now in times {
+        for role in &c.roles {
+            let expiry = later(now, role.duration.0);
+            for sample in [-1.0, 0.0, 0.999] {
+                let _ = schedule::next_refresh(&policy, now, expiry, sample);
+            }
+            let budget = schedule::call_budget(
+                c.refresh.timeout.0,
+                role.chain.len(),
+                Duration::from_secs(30),
+            );
+            let _ = later(now, budget);
+        }
+        for failures in [0, 1, 31, 64, u32::MAX] {
+            let _ = schedule::backoff(&policy, failures, 0.999);
+            let _ = schedule::next_retry(&policy, now, failures, 0.999, Some(now));
+        }
+        if let Some(max) = c.refresh.max_interval {
+            let _ = later(now, max.0);
+        }
+    }
 }
 
 /// Scalars that probe the edges of every value type.
@@ -36,6 +72,11 @@ fn scalar() -> impl Strategy<Value = String> {
         Just("0640".to_string()),
         Just("\"0777\"".to_string()),
         Just("1h".to_string()),
+        Just("18446744073709551615".to_string()),
+        Just("18446744073709551615s".to_string()),
+        Just("584542046090y".to_string()),
+        Just("12h".to_string()),
+        Just("1ns".to_string()),
         Just("0s".to_string()),
         Just("true".to_string()),
         Just("127.0.0.1:9911".to_string()),
@@ -98,10 +139,18 @@ fn document() -> impl Strategy<Value = String> {
     let sections = prop::collection::vec((section_keys, scalar()), 0..8);
     let roles = prop::collection::vec(prop::collection::vec((role_keys, scalar()), 0..5), 0..3);
     (sections, roles).prop_map(|(sections, roles)| {
-        let mut text = String::new();
+        // Keys grouped by section: a section written twice is a duplicate key, refused at once.
+        let mut grouped = std::collections::BTreeMap::<&str, Vec<String>>::new();
         for (key, value) in sections {
             let (section, field) = key.split_once('.').unwrap();
-            text.push_str(&format!("{section}:\n  {field}: {value}\n"));
+            grouped
+                .entry(section)
+                .or_default()
+                .push(format!("  {field}: {value}\n"));
+        }
+        let mut text = String::new();
+        for (section, fields) in grouped {
+            text.push_str(&format!("{section}:\n{}", fields.concat()));
         }
         text.push_str("roles:\n");
         for (i, role) in roles.iter().enumerate() {
@@ -116,7 +165,58 @@ fn document() -> impl Strategy<Value = String> {
     })
 }
 
+/// Documents with an extreme number or duration in one `refresh` key, or in a role's duration:
+/// one at a time, so that the rest of the document stays valid and the value reaches `run`.
+fn refresh_document() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "refresh.lifetime_fraction",
+        "refresh.min_remaining",
+        "refresh.max_interval",
+        "refresh.jitter",
+        "refresh.backoff_initial",
+        "refresh.backoff_max",
+        "refresh.timeout",
+        "refresh.concurrency",
+        "role.duration",
+    ]);
+    let value = prop_oneof![
+        Just("18446744073709551615".to_string()),
+        Just("18446744073709551615s".to_string()),
+        Just("584542046090y".to_string()),
+        Just("4294967296".to_string()),
+        Just("12h".to_string()),
+        Just("1ns".to_string()),
+        Just("0.999999".to_string()),
+        Just("1e-300".to_string()),
+        "[0-9]{1,20}",
+        "[0-9]{1,20}(ns|ms|s|m|h|d|y)",
+    ];
+    (key, value).prop_map(|(key, value)| {
+        // min_remaining 1s lets short role durations through to the schedule.
+        let mut refresh = std::collections::BTreeMap::from([("min_remaining", "1s".to_string())]);
+        let mut duration = "1h".to_string();
+        match key.strip_prefix("refresh.") {
+            Some(field) => {
+                refresh.insert(field, value);
+            }
+            None => duration = value,
+        }
+        let fields: String = refresh.iter().map(|(k, v)| format!("  {k}: {v}\n")).collect();
+        format!(
+            "refresh:\n{fields}roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/R\n    duration: {duration}\n"
+        )
+    })
+}
+
 proptest! {
+    #[test]
+    fn extreme_refresh_settings_are_refused_or_run_without_a_panic(text in refresh_document()) {
+        match load(&text) {
+            Ok(c) => runs_without_a_panic(&c),
+            Err(e) => prop_assert!(!e.to_string().contains('\n'), "one line: {e}"),
+        }
+    }
+
     #[test]
     fn any_text_is_refused_or_accepted_without_a_panic(text in "\\PC{0,300}") {
         if let Err(e) = load(&text) {
@@ -133,6 +233,7 @@ proptest! {
                 prop_assert!(line.starts_with("c.yaml") || line.starts_with("roles") || line.contains('.'), "names where: {line}");
             }
             Ok(c) => {
+                runs_without_a_panic(&c);
                 prop_assert!(c.refresh.lifetime_fraction > 0.0 && c.refresh.lifetime_fraction < 1.0);
                 prop_assert!(c.refresh.jitter >= 0.0 && c.refresh.jitter < 1.0);
                 prop_assert!(c.refresh.concurrency >= 1);

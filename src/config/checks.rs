@@ -176,6 +176,29 @@ pub fn at_least_one_second(interval: &HumanDuration) -> Result<(), String> {
 }
 
 /// `refresh.concurrency`: with no STS call allowed, nothing would ever refresh.
+/// `refresh.concurrency` beyond this only meets STS's own rate limits.
+pub const MAX_CONCURRENCY: u64 = 4096;
+/// The longest `refresh.timeout`: one STS call.
+pub const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The longest retry delay: a longer one only delays recovery.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// A duration no longer than `limit`; `why` says where the limit comes from.
+pub fn at_most(duration: &HumanDuration, limit: Duration, why: &str) -> Result<(), String> {
+    let limit = HumanDuration(limit);
+    (duration.0 <= limit.0)
+        .then_some(())
+        .ok_or_else(|| format!("{duration} is longer than {limit} ({why}): use at most {limit}"))
+}
+
+/// `refresh.concurrency`: from 1 to [`MAX_CONCURRENCY`].
+pub fn concurrency(count: &u64) -> Result<(), String> {
+    at_least_one(count)?;
+    (*count <= MAX_CONCURRENCY).then_some(()).ok_or_else(|| {
+        format!("{count} calls at once is more than STS's rate limits let through: use at most {MAX_CONCURRENCY}")
+    })
+}
+
 pub fn at_least_one(count: &u64) -> Result<(), String> {
     (*count >= 1)
         .then_some(())

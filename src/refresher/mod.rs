@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::assume::{AssumeError, Assumed};
+use crate::clock::later;
 use crate::config::{HumanDuration, RoleConfig, ONE_HOUR};
 use crate::context::Context;
 use crate::credentials::rfc3339;
@@ -118,12 +119,11 @@ impl RoleLoop {
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        // Each hop, and a repeat with a capped duration, may take up to the timeout.
         let assumer = ctx.settings().assumer;
-        let calls = self.role.chain.len() as u32 + 2;
-        let budget = assumer.timeout().saturating_mul(calls) + HEARTBEAT_GRACE;
+        let budget =
+            schedule::call_budget(assumer.timeout(), self.role.chain.len(), HEARTBEAT_GRACE);
         ctx.state
-            .set_heartbeat(&self.role.name, Some(ctx.clock.now() + budget));
+            .set_heartbeat(&self.role.name, Some(later(ctx.clock.now(), budget)));
         let started = tokio::time::Instant::now();
         let clock = &ctx.clock;
         let result = assumer
@@ -182,7 +182,8 @@ impl RoleLoop {
     async fn publish(&self) -> Result<(), RefreshError> {
         let (ctx, name) = (&self.ctx, &self.role.name);
         let now = ctx.clock.now();
-        ctx.state.set_heartbeat(name, Some(now + HEARTBEAT_GRACE));
+        ctx.state
+            .set_heartbeat(name, Some(later(now, HEARTBEAT_GRACE)));
         // The files get these credentials or newer ones (a later refresh may overtake this write).
         let writing = ctx
             .state
@@ -246,7 +247,7 @@ impl RoleLoop {
             0 => self.refresh_at,
             n => self
                 .refresh_at
-                .min(now + schedule::backoff(&policy, n, fastrand::f64())),
+                .min(later(now, schedule::backoff(&policy, n, fastrand::f64()))),
         };
         ctx.state.set_next_refresh(name, next);
         Wake {
@@ -269,7 +270,8 @@ impl RoleLoop {
             let step = clock
                 .instant_at(until)
                 .min(tokio::time::Instant::now() + WALL_CLOCK_CHECK);
-            let deadline = until.min(clock.now() + WALL_CLOCK_CHECK) + HEARTBEAT_GRACE;
+            let step_end = later(clock.now(), WALL_CLOCK_CHECK);
+            let deadline = later(until.min(step_end), HEARTBEAT_GRACE);
             self.ctx
                 .state
                 .set_heartbeat(&self.role.name, Some(deadline));

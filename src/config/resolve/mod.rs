@@ -18,6 +18,7 @@ use super::checks;
 use super::file::{
     FileConfig, FileEndpoint, FileLogging, FileRefresh, FileServer, FileSource, FileSts,
 };
+use super::rules::MAX_SESSION_DURATION;
 use super::{
     Config, ConfigArgs, ConfigError, EndpointConfig, HumanDuration, LogFormat, LogLevel,
     LoggingConfig, RefreshConfig, ServerConfig, SourceConfig, StsConfig, TemplateVars,
@@ -246,22 +247,44 @@ impl Resolver<'_> {
                 &refresh.min_remaining,
                 seconds(20 * 60),
             )
-            .value;
+            .check(|duration| {
+                checks::at_most(
+                    duration,
+                    MAX_SESSION_DURATION,
+                    "no STS session lasts longer",
+                )
+            })?;
         let max_interval = self
             .flag_or_file(
                 ("--max-interval", &self.args.max_interval),
                 "refresh.max_interval",
                 &refresh.max_interval,
             )?
-            .map(|interval| interval.check(checks::at_least_one_second))
+            .map(|interval| {
+                interval.check(|interval| {
+                    checks::at_least_one_second(interval)?;
+                    checks::at_most(
+                        interval,
+                        MAX_SESSION_DURATION,
+                        "no STS session lasts longer",
+                    )
+                })
+            })
             .transpose()?;
         let (backoff_initial, backoff_max) = self.backoff(refresh)?;
         let timeout = self
             .file_or_default("refresh.timeout", &refresh.timeout, seconds(10))
-            .check(checks::more_than_zero)?;
+            .check(|duration| {
+                checks::more_than_zero(duration)?;
+                checks::at_most(
+                    duration,
+                    checks::MAX_CALL_TIMEOUT,
+                    "the time for one STS call",
+                )
+            })?;
         let concurrency = self
             .file_or_default("refresh.concurrency", &refresh.concurrency, 16)
-            .check(checks::at_least_one)?;
+            .check(checks::concurrency)?;
         Ok(RefreshConfig {
             lifetime_fraction,
             min_remaining,
@@ -285,7 +308,14 @@ impl Resolver<'_> {
                 &refresh.backoff_initial,
                 seconds(1),
             )
-            .check(checks::more_than_zero)?;
+            .check(|duration| {
+                checks::more_than_zero(duration)?;
+                checks::at_most(
+                    duration,
+                    checks::MAX_BACKOFF,
+                    "a longer wait only delays recovery",
+                )
+            })?;
         let max = self
             .file_or_default("refresh.backoff_max", &refresh.backoff_max, seconds(120))
             .check(|max| {
@@ -294,7 +324,12 @@ impl Resolver<'_> {
                         "{max} is less than refresh.backoff_initial ({initial}): \
                          raise it or lower backoff_initial"
                     )
-                })
+                })?;
+                checks::at_most(
+                    max,
+                    checks::MAX_BACKOFF,
+                    "a longer wait only delays recovery",
+                )
             })?;
         Ok((initial, max))
     }
