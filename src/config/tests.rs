@@ -403,3 +403,20 @@ fn the_effective_configuration_prints_and_reads_back() {
         "rolerelay-host-1"
     );
 }
+
+#[test]
+fn numbers_and_durations_that_would_overflow_at_run_time_are_refused_naming_the_limit() {
+    let role = "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/R\n";
+    for (refresh, expected) in [
+        ("concurrency: 18446744073709551615", "use at most 4096"),
+        ("timeout: 18446744073709551615s", "use at most 10m"),
+        ("max_interval: 18446744073709551615s", "use at most 12h"),
+        ("min_remaining: 13h", "use at most 12h"),
+        ("backoff_initial: 2h\n  backoff_max: 2h", "use at most 1h"),
+        ("backoff_max: 3h", "use at most 1h"),
+    ] {
+        let message = error(&format!("refresh:\n  {refresh}\n{role}"));
+        assert!(message.starts_with("c.yaml:2: refresh."), "{message}");
+        assert!(message.contains(expected), "{refresh}: {message}");
+    }
+}
