@@ -408,10 +408,7 @@ fn source_credentials_come_from_the_default_chain_or_a_profile() {
 fn a_chain_assumes_each_hop_with_the_previous_credentials() {
     let moto = Moto::start();
     // moto does not check who signs a call: the proxy records it.
-    let proxy = common::proxy::Proxy::start(
-        moto.port,
-        common::proxy::always(|| common::proxy::Action::Forward),
-    );
+    let proxy = common::proxy::Proxy::start(moto.port, common::proxy::forward());
     let sb = Sandbox::new();
     let out = sb.path("out");
     let config = sb.write(

@@ -9,14 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::proxy::{always, sts_error, Action, Proxy, Rule};
+use common::proxy::{always, expire_at, expire_in, forward, sts_error, Action, Proxy, Rule};
 use common::reader::Reader;
 use common::sidecar::{Sidecar, ACCOUNT};
+use common::tmpfs::Tmpfs;
 use common::*;
-
-fn forward() -> Rule {
-    always(|| Action::Forward)
-}
 
 fn reply(status: u16, code: &'static str) -> Rule {
     Arc::new(move |_: &str| Action::Reply(status, sts_error(code, "injected by the test proxy")))
@@ -102,7 +99,10 @@ fn sts_lost_mid_life_keeps_the_last_credentials_until_min_remaining_then_recover
     let moto = Moto::start();
     let sb = Sandbox::new();
     // Credentials that live 20 s, with 10 s to be kept in hand: the refresh is due after ~10 s.
-    let proxy = Proxy::start(moto.port, always(|| Action::Rewrite(expire_in_20s)));
+    let proxy = Proxy::start(
+        moto.port,
+        always(|| Action::Rewrite(|body| expire_in(body, Duration::from_secs(20)))),
+    );
     let sidecar = Sidecar::start(
         &sb,
         &proxy.url,
@@ -150,22 +150,6 @@ fn sts_lost_mid_life_keeps_the_last_credentials_until_min_remaining_then_recover
     );
     reader.assert_clean();
     nothing_leaks(&sidecar, &proxy);
-}
-
-fn expire_in_20s(body: &str) -> String {
-    expire_in(body, Duration::from_secs(20))
-}
-
-fn expire_in_3s(body: &str) -> String {
-    expire_in(body, Duration::from_secs(3))
-}
-
-/// Rewrites the `<Expiration>` of an AssumeRole reply.
-fn expire_in(body: &str, lifetime: Duration) -> String {
-    let soon = humantime::format_rfc3339_seconds(now() + lifetime).to_string();
-    let start = body.find("<Expiration>").unwrap() + "<Expiration>".len();
-    let end = body.find("</Expiration>").unwrap();
-    format!("{}{soon}{}", &body[..start], &body[end..])
 }
 
 #[test]
@@ -298,49 +282,6 @@ fn malformed_or_truncated_replies_are_classified_and_nothing_is_written() {
     // The truncated replies held secrets: none of them may appear in an error or a log line.
     assert!(!proxy.secrets().is_empty());
     nothing_leaks(&sidecar, &proxy);
-}
-
-/// A tmpfs mounted for the test, unmounted when dropped. Needs root, as CI runs.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: std::path::PathBuf, options: &str) -> Tmpfs {
-        std::fs::create_dir_all(&path).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(
-            ok.success(),
-            "mounting a tmpfs needs root (scripts/test runs as root, as CI does)"
-        );
-        Tmpfs(path)
-    }
-
-    /// Remounts with `options`; read-only fails while a file is open for writing (the sidecar
-    /// writes every second), so it is retried.
-    fn remount(&self, options: &str) {
-        wait_for(
-            &format!("a remount {options}"),
-            Duration::from_secs(10),
-            || {
-                Command::new("mount")
-                    .args(["-o", &format!("remount,{options}")])
-                    .arg(&self.0)
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .unwrap()
-                    .success()
-            },
-        );
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]
@@ -622,7 +563,7 @@ fn expired_credentials_are_withdrawn_and_never_served() {
         moto.port,
         Arc::new(move |_: &str| {
             if first.swap(false, Ordering::SeqCst) {
-                Action::Rewrite(expire_in_3s)
+                Action::Rewrite(|body| expire_in(body, Duration::from_secs(3)))
             } else {
                 Action::Reply(503, sts_error("ServiceUnavailable", "down for the test"))
             }
@@ -668,14 +609,7 @@ fn credentials_already_expired_when_sts_hands_them_out_are_never_written() {
     // A clock an hour apart from STS's: every answer is already past.
     let proxy = Proxy::start(
         moto.port,
-        always(|| {
-            Action::Rewrite(|body| {
-                let past = humantime::format_rfc3339_seconds(now() - Duration::from_secs(3600));
-                let start = body.find("<Expiration>").unwrap() + "<Expiration>".len();
-                let end = body.find("</Expiration>").unwrap();
-                format!("{}{past}{}", &body[..start], &body[end..])
-            })
-        }),
+        always(|| Action::Rewrite(|body| expire_at(body, now() - Duration::from_secs(3600)))),
     );
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let reader = sidecar.reader(&["a"]);

@@ -6,6 +6,7 @@ pub mod imds;
 pub mod proxy;
 pub mod reader;
 pub mod sidecar;
+pub mod tmpfs;
 
 use std::collections::BTreeSet;
 use std::fs;
