@@ -144,12 +144,12 @@ fn run_rotates_the_files_and_exits_0_on_sigterm() {
     cmd.args(["run", "--config"]).arg(&config);
     let mut running = Running::start(cmd, sb.path("run.log"));
 
-    wait_for("the first credentials", Duration::from_secs(20), || {
+    running.wait_for("the first credentials", Duration::from_secs(20), || {
         out.join("account-a.json").exists()
     });
     let first = process_json(&out, "account-a")["AccessKeyId"].clone();
     let mut seen = vec![first.clone()];
-    wait_for("a rotation", Duration::from_secs(20), || {
+    running.wait_for("a rotation", Duration::from_secs(20), || {
         // The file is replaced atomically: every read parses.
         let now = process_json(&out, "account-a")["AccessKeyId"].clone();
         if !seen.contains(&now) {

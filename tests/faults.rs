@@ -136,7 +136,7 @@ fn sts_lost_mid_life_keeps_the_last_credentials_until_min_remaining_then_recover
     );
     let failures = status["roles"][0]["consecutive_failures"].as_u64().unwrap();
     assert!(failures >= 1);
-    wait_for("retries to go on", Duration::from_secs(5), || {
+    sidecar.wait_for("retries to go on", Duration::from_secs(5), || {
         let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
         status["roles"][0]["consecutive_failures"].as_u64().unwrap() > failures
     });
@@ -164,7 +164,7 @@ fn a_slow_sts_times_out_without_a_pile_up_of_calls() {
         "refresh:\n  timeout: 300ms\n  backoff_initial: 100ms\n  backoff_max: 500ms\n",
     );
     let reader = sidecar.reader(&["a", "b"]);
-    wait_for("timeouts", Duration::from_secs(20), || {
+    sidecar.wait_for("timeouts", Duration::from_secs(20), || {
         sidecar.errors("a", "timeout") >= 3.0 && sidecar.errors("b", "timeout") >= 3.0
     });
     // One call per role, and one more for the moment between a client hanging up and the proxy
@@ -197,7 +197,7 @@ fn throttling_is_classified_and_backed_off() {
     let window = Duration::from_secs(8);
     std::thread::sleep(window);
     // The proxy counts a call when it arrives, the sidecar when the answer is read.
-    wait_for(
+    sidecar.wait_for(
         "every call counted once, as throttled",
         Duration::from_secs(5),
         || sidecar.errors("a", "throttled") == proxy.count() as f64,
@@ -222,7 +222,7 @@ fn sts_refusals_are_classified_logged_and_retried() {
         let proxy = Proxy::start(moto.port, reply(status, code));
         let mut sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
         let reader = sidecar.reader(&["a"]);
-        wait_for(code, Duration::from_secs(10), || {
+        sidecar.wait_for(code, Duration::from_secs(10), || {
             sidecar.errors("a", kind) >= 2.0
         });
         reader.assert_clean();
@@ -263,7 +263,7 @@ fn malformed_or_truncated_replies_are_classified_and_nothing_is_written() {
     let proxy = Proxy::start(moto.port, always(|| Action::Truncate));
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let reader = sidecar.reader(&["a"]);
-    wait_for("truncated replies", Duration::from_secs(10), || {
+    sidecar.wait_for("truncated replies", Duration::from_secs(10), || {
         sidecar.errors("a", "other") >= 2.0
     });
     proxy.set_rule(always(|| {
@@ -273,7 +273,7 @@ fn malformed_or_truncated_replies_are_classified_and_nothing_is_written() {
         )
     }));
     let before = sidecar.errors("a", "other");
-    wait_for("malformed replies", Duration::from_secs(10), || {
+    sidecar.wait_for("malformed replies", Duration::from_secs(10), || {
         sidecar.errors("a", "other") >= before + 2.0
     });
     assert!(!sidecar.out.join("a.json").exists() && !sidecar.out.join("a.env").exists());
@@ -307,7 +307,7 @@ fn a_full_or_read_only_disk_is_counted_keeps_the_old_files_and_recovers() {
     let filler = sidecar.out.join("filler");
     let mut file = std::fs::File::create(&filler).unwrap();
     let mut fill = || while std::io::Write::write_all(&mut file, &[0u8; 4096]).is_ok() {};
-    wait_for(
+    sidecar.wait_for(
         "failed writes on a full disk",
         Duration::from_secs(10),
         || {
@@ -315,7 +315,7 @@ fn a_full_or_read_only_disk_is_counted_keeps_the_old_files_and_recovers() {
             write_errors() >= 1.0
         },
     );
-    wait_for("/readyz to say why", Duration::from_secs(10), || {
+    sidecar.wait_for("/readyz to say why", Duration::from_secs(10), || {
         fill();
         let (code, body) = sidecar.get("/readyz");
         code == 503 && body.contains("could not be written")
@@ -332,7 +332,7 @@ fn a_full_or_read_only_disk_is_counted_keeps_the_old_files_and_recovers() {
     // A read-only output directory.
     disk.remount("ro");
     let before = write_errors();
-    wait_for(
+    sidecar.wait_for(
         "failed writes on a read-only disk",
         Duration::from_secs(10),
         || write_errors() > before,
@@ -359,7 +359,7 @@ fn deleted_or_replaced_output_files_are_rewritten() {
         std::fs::remove_file(out.join(name)).unwrap();
     }
     std::fs::rename(&replaced, out.join("a.env")).unwrap();
-    wait_for("the files to be rewritten", Duration::from_secs(10), || {
+    sidecar.wait_for("the files to be rewritten", Duration::from_secs(10), || {
         ["a.json", "credentials", "config", "token"]
             .iter()
             .all(|name| out.join(name).exists())
@@ -459,11 +459,11 @@ fn an_invalid_reload_keeps_the_old_configuration_serving() {
         good.replace("max_interval: 1s", "max_interval: soon"),
     )
     .unwrap();
-    wait_for("the refused reload", Duration::from_secs(10), || {
+    sidecar.wait_for("the refused reload", Duration::from_secs(10), || {
         sidecar.metric("rolerelay_config_reloads_total{result=\"error\"}") >= 1.0
     });
     let key = process_json(&sidecar.out, "a")["AccessKeyId"].clone();
-    wait_for(
+    sidecar.wait_for(
         "a refresh under the old configuration",
         Duration::from_secs(10),
         || process_json(&sidecar.out, "a")["AccessKeyId"] != key,
@@ -572,12 +572,12 @@ fn expired_credentials_are_withdrawn_and_never_served() {
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let reader = sidecar.reader(&["a"]);
     let out = &sidecar.out;
-    wait_for(
+    sidecar.wait_for(
         "the short-lived credentials",
         Duration::from_secs(20),
         || out.join("a.json").exists(),
     );
-    wait_for("the files to be withdrawn", Duration::from_secs(20), || {
+    sidecar.wait_for("the files to be withdrawn", Duration::from_secs(20), || {
         !out.join("a.json").exists()
     });
     assert!(!out.join("a.env").exists());
@@ -613,7 +613,7 @@ fn credentials_already_expired_when_sts_hands_them_out_are_never_written() {
     );
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let reader = sidecar.reader(&["a"]);
-    wait_for("refused answers", Duration::from_secs(10), || {
+    sidecar.wait_for("refused answers", Duration::from_secs(10), || {
         sidecar.errors("a", "other") >= 2.0
     });
     assert!(!sidecar.out.join("a.json").exists(), "nothing written");
@@ -643,7 +643,7 @@ fn a_failed_write_is_retried_without_calling_sts_again() {
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let env_errors =
         || sidecar.metric("rolerelay_output_write_errors_total{output=\"env_file\",role=\"a\"}");
-    wait_for("failed writes", Duration::from_secs(20), || {
+    sidecar.wait_for("failed writes", Duration::from_secs(20), || {
         env_errors() >= 3.0
     });
     let (code, body) = sidecar.get("/readyz");

@@ -25,7 +25,7 @@ fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
         )
         .unwrap()
     };
-    wait_for("two failed attempts", Duration::from_secs(20), || {
+    sidecar.wait_for("two failed attempts", Duration::from_secs(20), || {
         network_errors() >= 2.0
     });
 
@@ -47,7 +47,7 @@ fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
     assert_eq!(status["roles"][0]["last_error"]["kind"], "network");
     assert!(status["roles"][0]["consecutive_failures"].as_u64().unwrap() >= 2);
     let before = network_errors();
-    wait_for("the error counter to grow", Duration::from_secs(10), || {
+    sidecar.wait_for("the error counter to grow", Duration::from_secs(10), || {
         network_errors() > before
     });
 
@@ -182,7 +182,7 @@ fn metrics_pass_promtool_and_carry_every_spec_metric_after_success_and_failure()
     sidecar.credentials("app", Some(&sidecar.token()));
     let (_, after_success) = sidecar.get("/metrics");
     drop(moto); // STS goes away: the next refreshes fail.
-    wait_for("a failure", Duration::from_secs(20), || {
+    sidecar.wait_for("a failure", Duration::from_secs(20), || {
         metric(
             &sidecar.get("/metrics").1,
             "rolerelay_refresh_total{result=\"error\",role=\"app\"}",

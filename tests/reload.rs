@@ -74,7 +74,7 @@ impl Setup {
         let mut cmd = self.sb.rolerelay();
         cmd.args(["run", "--config"]).arg(config_path);
         let running = Running::start(cmd, self.sb.path("run.log"));
-        wait_for("the status server", Duration::from_secs(20), || {
+        running.wait_for("the status server", Duration::from_secs(20), || {
             try_http_get(&format!("{}/healthz", self.status), &[]).is_ok()
         });
         running

@@ -91,7 +91,7 @@ fn a_refused_long_duration_is_capped_to_one_hour_and_logged_once() {
     .args(["--sts-endpoint-url", &proxy.url, "--output-dir"])
     .arg(&out);
     let mut running = Running::start(cmd, sb.path("run.log"));
-    wait_for("three refreshes", Duration::from_secs(30), || {
+    running.wait_for("three refreshes", Duration::from_secs(30), || {
         running.logs().matches("\"assumed role\"").count() >= 3
     });
     running.signal("TERM");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::reader::Reader;
-use super::{free_port, http_get, metric, try_http_get, wait_for, Running, Sandbox};
+use super::{free_port, http_get, metric, try_http_get, Running, Sandbox};
 
 /// The account of every test role.
 pub const ACCOUNT: &str = "111111111111";
@@ -68,10 +68,16 @@ impl Sidecar {
             out: sb.path("out"),
             config,
         };
-        wait_for("the status server", Duration::from_secs(20), || {
+        sidecar.wait_for("the status server", Duration::from_secs(20), || {
             try_http_get(&format!("{}/healthz", sidecar.status), &[]).is_ok()
         });
         sidecar
+    }
+
+    /// Polls `f` until it is true; after `limit`, panics naming `what`, with the end of the
+    /// sidecar's log.
+    pub fn wait_for(&self, what: &str, limit: Duration, f: impl FnMut() -> bool) {
+        self.running.wait_for(what, limit, f);
     }
 
     /// GET a path of the status server.
@@ -114,7 +120,7 @@ impl Sidecar {
 
     /// Waits until `/readyz` answers `code`.
     pub fn wait_readyz(&self, code: u16, limit: Duration) {
-        wait_for(&format!("/readyz {code}"), limit, || {
+        self.wait_for(&format!("/readyz {code}"), limit, || {
             self.get("/readyz").0 == code
         });
     }
