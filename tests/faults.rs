@@ -115,7 +115,7 @@ fn sts_lost_mid_life_keeps_the_last_credentials_until_min_remaining_then_recover
     let first_key = process_json(&sidecar.out, "a")["AccessKeyId"].clone();
 
     sidecar.wait_readyz(503, Duration::from_secs(20));
-    let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+    let status = sidecar.status_report();
     let expiry =
         humantime::parse_rfc3339(status["roles"][0]["expiration"].as_str().unwrap()).unwrap();
     let left = expiry.duration_since(now()).unwrap_or_default();
@@ -137,7 +137,7 @@ fn sts_lost_mid_life_keeps_the_last_credentials_until_min_remaining_then_recover
     let failures = status["roles"][0]["consecutive_failures"].as_u64().unwrap();
     assert!(failures >= 1);
     sidecar.wait_for("retries to go on", Duration::from_secs(5), || {
-        let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+        let status = sidecar.status_report();
         status["roles"][0]["consecutive_failures"].as_u64().unwrap() > failures
     });
 
@@ -174,7 +174,7 @@ fn a_slow_sts_times_out_without_a_pile_up_of_calls() {
         "calls piled up: {} in flight for 2 roles",
         proxy.max_in_flight()
     );
-    let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+    let status = sidecar.status_report();
     assert_eq!(status["roles"][0]["last_error"]["kind"], "timeout");
     assert_eq!(
         sidecar.get("/healthz").0,
@@ -227,7 +227,7 @@ fn sts_refusals_are_classified_logged_and_retried() {
         });
         reader.assert_clean();
         nothing_leaks(&sidecar, &proxy);
-        let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+        let status = sidecar.status_report();
         assert_eq!(status["roles"][0]["last_error"]["kind"], kind);
         assert_eq!(status["roles"][0]["last_error"]["code"], code);
         let logs = sidecar.running.logs();
@@ -624,7 +624,7 @@ fn credentials_already_expired_when_sts_hands_them_out_are_never_written() {
         "nothing served"
     );
     assert_eq!(sidecar.get("/readyz").0, 503);
-    let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+    let status = sidecar.status_report();
     let message = status["roles"][0]["last_error"]["message"]
         .as_str()
         .unwrap();

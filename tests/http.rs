@@ -42,8 +42,7 @@ fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
     assert_eq!(sidecar.healthcheck(&sb, "/healthz"), 0);
     assert_eq!(sidecar.credentials("app", Some(&sidecar.token())).0, 503);
     assert!(!sidecar.out.join("app.json").exists());
-    let (_, status) = sidecar.get("/status");
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let status = sidecar.status_report();
     assert_eq!(status["roles"][0]["last_error"]["kind"], "network");
     assert!(status["roles"][0]["consecutive_failures"].as_u64().unwrap() >= 2);
     let before = network_errors();

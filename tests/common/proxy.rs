@@ -140,6 +140,14 @@ impl Proxy {
         self.stats.calls.lock().unwrap().clone()
     }
 
+    /// The AssumeRole calls so far for the role named `role` (the last part of its ARN).
+    pub fn calls_of(&self, role: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.role_arn.rsplit('/').next() == Some(role))
+            .count()
+    }
+
     /// The access key ids moto handed out through the proxy, in order.
     pub fn issued(&self) -> Vec<String> {
         self.stats.issued.lock().unwrap().clone()
