@@ -67,11 +67,17 @@ impl Plan<'_> {
         text
     }
 
-    /// Starts `run --config <config>` (which may be a link) and waits until its status server
-    /// answers.
+    /// Starts `run --config <config>` (which may be a link) and waits until it has started: its
+    /// status server answers and its endpoint token is written. The configuration keeps the
+    /// endpoint on, with its token file in the output directory, as every test's does.
     pub fn start(&self, config: &Path) -> Sidecar {
         // A log per start: a test may start several sidecars in one sandbox.
         static STARTS: AtomicUsize = AtomicUsize::new(0);
+        // The status server answers before the token is written, and a sidecar started in the
+        // same sandbox before this one left its own token: until the new one replaces it, a
+        // test would send the old one and be refused.
+        let token = self.out().join("token");
+        let old_token = std::fs::read_to_string(&token).ok();
         let mut cmd = self.sb.rolerelay();
         cmd.args(["run", "--config"]).arg(config);
         let log = self.sb.path(&format!(
@@ -85,9 +91,16 @@ impl Plan<'_> {
             out: self.out(),
             config: config.to_path_buf(),
         };
-        sidecar.wait_for("the status server", Duration::from_secs(20), || {
-            try_http_get(&format!("{}/healthz", sidecar.status), &[]).is_ok()
-        });
+        sidecar.wait_for(
+            "the status server and a new endpoint token",
+            Duration::from_secs(20),
+            || {
+                try_http_get(&format!("{}/healthz", sidecar.status), &[]).is_ok()
+                    && std::fs::read_to_string(&token)
+                        .ok()
+                        .is_some_and(|t| Some(t) != old_token)
+            },
+        );
         sidecar
     }
 }
@@ -118,7 +131,7 @@ impl Sidecar {
     }
 
     /// Starts `run` with `Plan::config(roles, extra)` in the sandbox's `config.yaml`, and waits
-    /// until its status server answers.
+    /// until it has started (`Plan::start`).
     pub fn start(sb: &Sandbox, sts_url: &str, roles: &[&str], extra: &str) -> Sidecar {
         let plan = Sidecar::plan(sb, sts_url);
         let config = sb.write("config.yaml", &plan.config(roles, extra));
