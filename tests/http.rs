@@ -25,8 +25,9 @@ fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
         )
         .unwrap()
     };
+    // The series appears with the first error, which may come after the start.
     sidecar.wait_for("two failed attempts", Duration::from_secs(20), || {
-        network_errors() >= 2.0
+        sidecar.errors("app", "network") >= 2.0
     });
 
     assert_eq!(sidecar.get("/healthz").0, 200);
