@@ -311,7 +311,12 @@ fn a_busy_port_or_a_public_endpoint_address_stops_the_start() {
     let port = busy.local_addr().unwrap().port();
     let config = sb.write(
         "c.yaml",
-        &format!("roles:\n  - name: a\n    role_arn: {ROLE}\noutputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{port}\n", sb.path("out").display()),
+        &format!(
+            "roles:\n  - name: a\n    role_arn: {ROLE}\noutputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{port}\n\
+             credentials_endpoint:\n  listen: 127.0.0.1:{}\n",
+            sb.path("out").display(),
+            free_port()
+        ),
     );
     let (status, _, stderr) = run({
         let mut c = sb.rolerelay();

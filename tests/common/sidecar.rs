@@ -71,6 +71,11 @@ impl Plan<'_> {
     /// status server answers and its endpoint token is written. The configuration keeps the
     /// endpoint on, with its token file in the output directory, as every test's does.
     pub fn start(&self, config: &Path) -> Sidecar {
+        self.start_with(config, &[])
+    }
+
+    /// As `start`, with `flags` after the configuration's.
+    pub fn start_with(&self, config: &Path, flags: &[&str]) -> Sidecar {
         // A log per start: a test may start several sidecars in one sandbox.
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         // The status server answers before the token is written, and a sidecar started in the
@@ -79,7 +84,7 @@ impl Plan<'_> {
         let token = self.out().join("token");
         let old_token = std::fs::read_to_string(&token).ok();
         let mut cmd = self.sb.rolerelay();
-        cmd.args(["run", "--config"]).arg(config);
+        cmd.args(["run", "--config"]).arg(config).args(flags);
         let log = self.sb.path(&format!(
             "run-{}.log",
             STARTS.fetch_add(1, Ordering::Relaxed)
