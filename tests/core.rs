@@ -6,6 +6,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use common::sidecar::Sidecar;
 use common::*;
 
 const ROLE_A: &str = "arn:aws:iam::111111111111:role/RoleForB";
@@ -131,25 +132,21 @@ fn once_writes_every_format_and_the_aws_cli_uses_each() {
 fn run_rotates_the_files_and_exits_0_on_sigterm() {
     let moto = Moto::start();
     let sb = Sandbox::new();
-    let out = sb.path("out");
-    let config = sb.write(
-        "config.yaml",
-        &two_roles(
-            &moto,
-            &out,
-            "  remove_on_exit: true\nrefresh:\n  max_interval: 1s\n  jitter: 0\n",
-        ),
+    let plan = Sidecar::plan(&sb, &moto.url);
+    let out = plan.out();
+    let extra = format!(
+        "  remove_on_exit: true\nrefresh:\n  max_interval: 1s\n  jitter: 0\n{}",
+        plan.listen_yaml()
     );
-    let mut cmd = sb.rolerelay();
-    cmd.args(["run", "--config"]).arg(&config);
-    let mut running = Running::start(cmd, sb.path("run.log"));
+    let config = sb.write("config.yaml", &two_roles(&moto, &out, &extra));
+    let mut sidecar = plan.start(&config);
 
-    wait_for("the first credentials", Duration::from_secs(20), || {
+    sidecar.wait_for("the first credentials", Duration::from_secs(20), || {
         out.join("account-a.json").exists()
     });
     let first = process_json(&out, "account-a")["AccessKeyId"].clone();
     let mut seen = vec![first.clone()];
-    wait_for("a rotation", Duration::from_secs(20), || {
+    sidecar.wait_for("a rotation", Duration::from_secs(20), || {
         // The file is replaced atomically: every read parses.
         let now = process_json(&out, "account-a")["AccessKeyId"].clone();
         if !seen.contains(&now) {
@@ -169,22 +166,28 @@ fn run_rotates_the_files_and_exits_0_on_sigterm() {
     );
     let secrets = secrets_in(&out);
 
-    running.signal("TERM");
-    let status = running.wait(Duration::from_secs(10));
-    assert_eq!(status.code(), Some(0), "{}", running.logs());
+    sidecar.running.signal("TERM");
+    let status = sidecar.running.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", sidecar.running.logs());
     assert!(
         !out.join("account-a.json").exists() && !out.join("credentials").exists(),
         "remove_on_exit"
     );
-    assert_no_secrets(&running.logs(), &secrets);
+    assert_no_secrets(&sidecar.running.logs(), &secrets);
 }
 
 #[test]
 fn a_bad_configuration_exits_2_naming_the_key() {
     let sb = Sandbox::new();
+    // `run` must refuse it before it binds anything; free ports in case it ever does not.
     let config = sb.write(
         "bad.yaml",
-        "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 90 minutes-ish\n",
+        &format!(
+            "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 90 minutes-ish\n\
+             server:\n  listen: 127.0.0.1:{}\ncredentials_endpoint:\n  listen: 127.0.0.1:{}\n",
+            free_port(),
+            free_port()
+        ),
     );
     for command in ["run", "once", "check"] {
         let (status, stdout, stderr) = run({
@@ -408,10 +411,7 @@ fn source_credentials_come_from_the_default_chain_or_a_profile() {
 fn a_chain_assumes_each_hop_with_the_previous_credentials() {
     let moto = Moto::start();
     // moto does not check who signs a call: the proxy records it.
-    let proxy = common::proxy::Proxy::start(
-        moto.port,
-        common::proxy::always(|| common::proxy::Action::Forward),
-    );
+    let proxy = common::proxy::Proxy::start(moto.port, common::proxy::forward());
     let sb = Sandbox::new();
     let out = sb.path("out");
     let config = sb.write(

@@ -9,14 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::proxy::{always, sts_error, Action, Proxy, Rule};
+use common::proxy::{always, expire_at, expire_in, forward, sts_error, Action, Proxy, Rule};
 use common::reader::Reader;
 use common::sidecar::{Sidecar, ACCOUNT};
+use common::tmpfs::Tmpfs;
 use common::*;
-
-fn forward() -> Rule {
-    always(|| Action::Forward)
-}
 
 fn reply(status: u16, code: &'static str) -> Rule {
     Arc::new(move |_: &str| Action::Reply(status, sts_error(code, "injected by the test proxy")))
@@ -102,7 +99,10 @@ fn sts_lost_mid_life_keeps_the_last_credentials_until_min_remaining_then_recover
     let moto = Moto::start();
     let sb = Sandbox::new();
     // Credentials that live 20 s, with 10 s to be kept in hand: the refresh is due after ~10 s.
-    let proxy = Proxy::start(moto.port, always(|| Action::Rewrite(expire_in_20s)));
+    let proxy = Proxy::start(
+        moto.port,
+        always(|| Action::Rewrite(|body| expire_in(body, Duration::from_secs(20)))),
+    );
     let sidecar = Sidecar::start(
         &sb,
         &proxy.url,
@@ -115,7 +115,7 @@ fn sts_lost_mid_life_keeps_the_last_credentials_until_min_remaining_then_recover
     let first_key = process_json(&sidecar.out, "a")["AccessKeyId"].clone();
 
     sidecar.wait_readyz(503, Duration::from_secs(20));
-    let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+    let status = sidecar.status_report();
     let expiry =
         humantime::parse_rfc3339(status["roles"][0]["expiration"].as_str().unwrap()).unwrap();
     let left = expiry.duration_since(now()).unwrap_or_default();
@@ -136,8 +136,8 @@ fn sts_lost_mid_life_keeps_the_last_credentials_until_min_remaining_then_recover
     );
     let failures = status["roles"][0]["consecutive_failures"].as_u64().unwrap();
     assert!(failures >= 1);
-    wait_for("retries to go on", Duration::from_secs(5), || {
-        let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+    sidecar.wait_for("retries to go on", Duration::from_secs(5), || {
+        let status = sidecar.status_report();
         status["roles"][0]["consecutive_failures"].as_u64().unwrap() > failures
     });
 
@@ -152,22 +152,6 @@ fn sts_lost_mid_life_keeps_the_last_credentials_until_min_remaining_then_recover
     nothing_leaks(&sidecar, &proxy);
 }
 
-fn expire_in_20s(body: &str) -> String {
-    expire_in(body, Duration::from_secs(20))
-}
-
-fn expire_in_3s(body: &str) -> String {
-    expire_in(body, Duration::from_secs(3))
-}
-
-/// Rewrites the `<Expiration>` of an AssumeRole reply.
-fn expire_in(body: &str, lifetime: Duration) -> String {
-    let soon = humantime::format_rfc3339_seconds(now() + lifetime).to_string();
-    let start = body.find("<Expiration>").unwrap() + "<Expiration>".len();
-    let end = body.find("</Expiration>").unwrap();
-    format!("{}{soon}{}", &body[..start], &body[end..])
-}
-
 #[test]
 fn a_slow_sts_times_out_without_a_pile_up_of_calls() {
     let moto = Moto::start();
@@ -180,7 +164,7 @@ fn a_slow_sts_times_out_without_a_pile_up_of_calls() {
         "refresh:\n  timeout: 300ms\n  backoff_initial: 100ms\n  backoff_max: 500ms\n",
     );
     let reader = sidecar.reader(&["a", "b"]);
-    wait_for("timeouts", Duration::from_secs(20), || {
+    sidecar.wait_for("timeouts", Duration::from_secs(20), || {
         sidecar.errors("a", "timeout") >= 3.0 && sidecar.errors("b", "timeout") >= 3.0
     });
     // One call per role, and one more for the moment between a client hanging up and the proxy
@@ -190,7 +174,7 @@ fn a_slow_sts_times_out_without_a_pile_up_of_calls() {
         "calls piled up: {} in flight for 2 roles",
         proxy.max_in_flight()
     );
-    let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+    let status = sidecar.status_report();
     assert_eq!(status["roles"][0]["last_error"]["kind"], "timeout");
     assert_eq!(
         sidecar.get("/healthz").0,
@@ -213,7 +197,7 @@ fn throttling_is_classified_and_backed_off() {
     let window = Duration::from_secs(8);
     std::thread::sleep(window);
     // The proxy counts a call when it arrives, the sidecar when the answer is read.
-    wait_for(
+    sidecar.wait_for(
         "every call counted once, as throttled",
         Duration::from_secs(5),
         || sidecar.errors("a", "throttled") == proxy.count() as f64,
@@ -238,12 +222,12 @@ fn sts_refusals_are_classified_logged_and_retried() {
         let proxy = Proxy::start(moto.port, reply(status, code));
         let mut sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
         let reader = sidecar.reader(&["a"]);
-        wait_for(code, Duration::from_secs(10), || {
+        sidecar.wait_for(code, Duration::from_secs(10), || {
             sidecar.errors("a", kind) >= 2.0
         });
         reader.assert_clean();
         nothing_leaks(&sidecar, &proxy);
-        let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+        let status = sidecar.status_report();
         assert_eq!(status["roles"][0]["last_error"]["kind"], kind);
         assert_eq!(status["roles"][0]["last_error"]["code"], code);
         let logs = sidecar.running.logs();
@@ -279,7 +263,7 @@ fn malformed_or_truncated_replies_are_classified_and_nothing_is_written() {
     let proxy = Proxy::start(moto.port, always(|| Action::Truncate));
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let reader = sidecar.reader(&["a"]);
-    wait_for("truncated replies", Duration::from_secs(10), || {
+    sidecar.wait_for("truncated replies", Duration::from_secs(10), || {
         sidecar.errors("a", "other") >= 2.0
     });
     proxy.set_rule(always(|| {
@@ -289,7 +273,7 @@ fn malformed_or_truncated_replies_are_classified_and_nothing_is_written() {
         )
     }));
     let before = sidecar.errors("a", "other");
-    wait_for("malformed replies", Duration::from_secs(10), || {
+    sidecar.wait_for("malformed replies", Duration::from_secs(10), || {
         sidecar.errors("a", "other") >= before + 2.0
     });
     assert!(!sidecar.out.join("a.json").exists() && !sidecar.out.join("a.env").exists());
@@ -298,49 +282,6 @@ fn malformed_or_truncated_replies_are_classified_and_nothing_is_written() {
     // The truncated replies held secrets: none of them may appear in an error or a log line.
     assert!(!proxy.secrets().is_empty());
     nothing_leaks(&sidecar, &proxy);
-}
-
-/// A tmpfs mounted for the test, unmounted when dropped. Needs root, as CI runs.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: std::path::PathBuf, options: &str) -> Tmpfs {
-        std::fs::create_dir_all(&path).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(
-            ok.success(),
-            "mounting a tmpfs needs root (scripts/test runs as root, as CI does)"
-        );
-        Tmpfs(path)
-    }
-
-    /// Remounts with `options`; read-only fails while a file is open for writing (the sidecar
-    /// writes every second), so it is retried.
-    fn remount(&self, options: &str) {
-        wait_for(
-            &format!("a remount {options}"),
-            Duration::from_secs(10),
-            || {
-                Command::new("mount")
-                    .args(["-o", &format!("remount,{options}")])
-                    .arg(&self.0)
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .unwrap()
-                    .success()
-            },
-        );
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]
@@ -366,7 +307,7 @@ fn a_full_or_read_only_disk_is_counted_keeps_the_old_files_and_recovers() {
     let filler = sidecar.out.join("filler");
     let mut file = std::fs::File::create(&filler).unwrap();
     let mut fill = || while std::io::Write::write_all(&mut file, &[0u8; 4096]).is_ok() {};
-    wait_for(
+    sidecar.wait_for(
         "failed writes on a full disk",
         Duration::from_secs(10),
         || {
@@ -374,7 +315,7 @@ fn a_full_or_read_only_disk_is_counted_keeps_the_old_files_and_recovers() {
             write_errors() >= 1.0
         },
     );
-    wait_for("/readyz to say why", Duration::from_secs(10), || {
+    sidecar.wait_for("/readyz to say why", Duration::from_secs(10), || {
         fill();
         let (code, body) = sidecar.get("/readyz");
         code == 503 && body.contains("could not be written")
@@ -391,7 +332,7 @@ fn a_full_or_read_only_disk_is_counted_keeps_the_old_files_and_recovers() {
     // A read-only output directory.
     disk.remount("ro");
     let before = write_errors();
-    wait_for(
+    sidecar.wait_for(
         "failed writes on a read-only disk",
         Duration::from_secs(10),
         || write_errors() > before,
@@ -418,7 +359,7 @@ fn deleted_or_replaced_output_files_are_rewritten() {
         std::fs::remove_file(out.join(name)).unwrap();
     }
     std::fs::rename(&replaced, out.join("a.env")).unwrap();
-    wait_for("the files to be rewritten", Duration::from_secs(10), || {
+    sidecar.wait_for("the files to be rewritten", Duration::from_secs(10), || {
         ["a.json", "credentials", "config", "token"]
             .iter()
             .all(|name| out.join(name).exists())
@@ -518,11 +459,11 @@ fn an_invalid_reload_keeps_the_old_configuration_serving() {
         good.replace("max_interval: 1s", "max_interval: soon"),
     )
     .unwrap();
-    wait_for("the refused reload", Duration::from_secs(10), || {
+    sidecar.wait_for("the refused reload", Duration::from_secs(10), || {
         sidecar.metric("rolerelay_config_reloads_total{result=\"error\"}") >= 1.0
     });
     let key = process_json(&sidecar.out, "a")["AccessKeyId"].clone();
-    wait_for(
+    sidecar.wait_for(
         "a refresh under the old configuration",
         Duration::from_secs(10),
         || process_json(&sidecar.out, "a")["AccessKeyId"] != key,
@@ -622,7 +563,7 @@ fn expired_credentials_are_withdrawn_and_never_served() {
         moto.port,
         Arc::new(move |_: &str| {
             if first.swap(false, Ordering::SeqCst) {
-                Action::Rewrite(expire_in_3s)
+                Action::Rewrite(|body| expire_in(body, Duration::from_secs(3)))
             } else {
                 Action::Reply(503, sts_error("ServiceUnavailable", "down for the test"))
             }
@@ -631,12 +572,12 @@ fn expired_credentials_are_withdrawn_and_never_served() {
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let reader = sidecar.reader(&["a"]);
     let out = &sidecar.out;
-    wait_for(
+    sidecar.wait_for(
         "the short-lived credentials",
         Duration::from_secs(20),
         || out.join("a.json").exists(),
     );
-    wait_for("the files to be withdrawn", Duration::from_secs(20), || {
+    sidecar.wait_for("the files to be withdrawn", Duration::from_secs(20), || {
         !out.join("a.json").exists()
     });
     assert!(!out.join("a.env").exists());
@@ -668,18 +609,11 @@ fn credentials_already_expired_when_sts_hands_them_out_are_never_written() {
     // A clock an hour apart from STS's: every answer is already past.
     let proxy = Proxy::start(
         moto.port,
-        always(|| {
-            Action::Rewrite(|body| {
-                let past = humantime::format_rfc3339_seconds(now() - Duration::from_secs(3600));
-                let start = body.find("<Expiration>").unwrap() + "<Expiration>".len();
-                let end = body.find("</Expiration>").unwrap();
-                format!("{}{past}{}", &body[..start], &body[end..])
-            })
-        }),
+        always(|| Action::Rewrite(|body| expire_at(body, now() - Duration::from_secs(3600)))),
     );
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let reader = sidecar.reader(&["a"]);
-    wait_for("refused answers", Duration::from_secs(10), || {
+    sidecar.wait_for("refused answers", Duration::from_secs(10), || {
         sidecar.errors("a", "other") >= 2.0
     });
     assert!(!sidecar.out.join("a.json").exists(), "nothing written");
@@ -690,7 +624,7 @@ fn credentials_already_expired_when_sts_hands_them_out_are_never_written() {
         "nothing served"
     );
     assert_eq!(sidecar.get("/readyz").0, 503);
-    let status: serde_json::Value = serde_json::from_str(&sidecar.get("/status").1).unwrap();
+    let status = sidecar.status_report();
     let message = status["roles"][0]["last_error"]["message"]
         .as_str()
         .unwrap();
@@ -709,7 +643,7 @@ fn a_failed_write_is_retried_without_calling_sts_again() {
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
     let env_errors =
         || sidecar.metric("rolerelay_output_write_errors_total{output=\"env_file\",role=\"a\"}");
-    wait_for("failed writes", Duration::from_secs(20), || {
+    sidecar.wait_for("failed writes", Duration::from_secs(20), || {
         env_errors() >= 3.0
     });
     let (code, body) = sidecar.get("/readyz");

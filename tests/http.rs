@@ -26,8 +26,9 @@ fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
         // The series appears with the first failure, which may not have come yet.
         .unwrap_or(0.0)
     };
-    wait_for("two failed attempts", Duration::from_secs(20), || {
-        network_errors() >= 2.0
+    // The series appears with the first error, which may come after the start.
+    sidecar.wait_for("two failed attempts", Duration::from_secs(20), || {
+        sidecar.errors("app", "network") >= 2.0
     });
 
     assert_eq!(sidecar.get("/healthz").0, 200);
@@ -43,12 +44,11 @@ fn unreachable_sts_is_alive_not_ready_then_ready_when_sts_comes_up() {
     assert_eq!(sidecar.healthcheck(&sb, "/healthz"), 0);
     assert_eq!(sidecar.credentials("app", Some(&sidecar.token())).0, 503);
     assert!(!sidecar.out.join("app.json").exists());
-    let (_, status) = sidecar.get("/status");
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let status = sidecar.status_report();
     assert_eq!(status["roles"][0]["last_error"]["kind"], "network");
     assert!(status["roles"][0]["consecutive_failures"].as_u64().unwrap() >= 2);
     let before = network_errors();
-    wait_for("the error counter to grow", Duration::from_secs(10), || {
+    sidecar.wait_for("the error counter to grow", Duration::from_secs(10), || {
         network_errors() > before
     });
 
@@ -183,7 +183,7 @@ fn metrics_pass_promtool_and_carry_every_spec_metric_after_success_and_failure()
     sidecar.credentials("app", Some(&sidecar.token()));
     let (_, after_success) = sidecar.get("/metrics");
     drop(moto); // STS goes away: the next refreshes fail.
-    wait_for("a failure", Duration::from_secs(20), || {
+    sidecar.wait_for("a failure", Duration::from_secs(20), || {
         metric(
             &sidecar.get("/metrics").1,
             "rolerelay_refresh_total{result=\"error\",role=\"app\"}",
@@ -312,7 +312,12 @@ fn a_busy_port_or_a_public_endpoint_address_stops_the_start() {
     let port = busy.local_addr().unwrap().port();
     let config = sb.write(
         "c.yaml",
-        &format!("roles:\n  - name: a\n    role_arn: {ROLE}\noutputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{port}\n", sb.path("out").display()),
+        &format!(
+            "roles:\n  - name: a\n    role_arn: {ROLE}\noutputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{port}\n\
+             credentials_endpoint:\n  listen: 127.0.0.1:{}\n",
+            sb.path("out").display(),
+            free_port()
+        ),
     );
     let (status, _, stderr) = run({
         let mut c = sb.rolerelay();

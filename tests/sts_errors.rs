@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::proxy::{sts_error, Action, Proxy};
+use common::sidecar::Sidecar;
 use common::*;
 
 const ROLE: &str = "arn:aws:iam::111111111111:role/RoleForB";
@@ -75,29 +76,37 @@ fn a_refused_long_duration_is_capped_to_one_hour_and_logged_once() {
             }
         }),
     );
-    let out = sb.path("out");
-    let mut cmd = sb.rolerelay();
-    cmd.args([
-        "run",
-        "--role-arn",
-        ROLE,
-        "--role-name",
-        "a",
-        "--duration",
-        "2h",
-        "--max-interval",
-        "1s",
-    ])
-    .args(["--sts-endpoint-url", &proxy.url, "--output-dir"])
-    .arg(&out);
-    let mut running = Running::start(cmd, sb.path("run.log"));
-    wait_for("three refreshes", Duration::from_secs(30), || {
-        running.logs().matches("\"assumed role\"").count() >= 3
+    // Everything from flags but the listen addresses, which have no flags.
+    let plan = Sidecar::plan(&sb, &proxy.url);
+    let out = plan.out();
+    let listen = sb.write("listen.yaml", &plan.listen_yaml());
+    let mut sidecar = plan.start_with(
+        &listen,
+        &[
+            "--role-arn",
+            ROLE,
+            "--role-name",
+            "a",
+            "--duration",
+            "2h",
+            "--max-interval",
+            "1s",
+            "--sts-endpoint-url",
+            &proxy.url,
+            "--output-dir",
+            out.to_str().unwrap(),
+        ],
+    );
+    sidecar.wait_for("three refreshes", Duration::from_secs(30), || {
+        sidecar.running.logs().matches("\"assumed role\"").count() >= 3
     });
-    running.signal("TERM");
-    assert_eq!(running.wait(Duration::from_secs(10)).code(), Some(0));
+    sidecar.running.signal("TERM");
+    assert_eq!(
+        sidecar.running.wait(Duration::from_secs(10)).code(),
+        Some(0)
+    );
 
-    let logs = running.logs();
+    let logs = sidecar.running.logs();
     assert_eq!(
         refused.load(Ordering::SeqCst),
         1,

@@ -6,6 +6,7 @@ pub mod imds;
 pub mod proxy;
 pub mod reader;
 pub mod sidecar;
+pub mod tmpfs;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -86,16 +87,25 @@ impl Drop for Moto {
     }
 }
 
-/// Polls `f` every 50 ms until it is true; panics naming `what` after `limit`.
-pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+/// Polls `f` every 50 ms until it is true; panics naming `what` after `limit`. A wait on a
+/// running process is `Running::wait_for`, which says what the process logged.
+pub fn wait_for(what: &str, limit: Duration, f: impl FnMut() -> bool) {
+    assert!(
+        poll(limit, f),
+        "timed out after {limit:?} waiting for {what}"
+    );
+}
+
+/// Polls `f` every 50 ms until it is true (then true) or `limit` has passed (then false).
+fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while !f() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if start.elapsed() >= limit {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    true
 }
 
 /// A scratch directory with a HOME that has no AWS configuration.
@@ -247,6 +257,32 @@ impl Running {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Polls `f` every 50 ms until it is true; after `limit`, panics naming `what`, with the end
+    /// of the process's log: what the process said is most often why it did not happen.
+    pub fn wait_for(&self, what: &str, limit: Duration, f: impl FnMut() -> bool) {
+        if !poll(limit, f) {
+            panic!(
+                "timed out after {limit:?} waiting for {what}; {}",
+                self.log_tail()
+            );
+        }
+    }
+
+    /// The last lines the process logged, introduced by where they come from.
+    pub fn log_tail(&self) -> String {
+        const LINES: usize = 40;
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LINES)..];
+        format!(
+            "the last {} of {} lines of {}:\n{}",
+            tail.len(),
+            lines.len(),
+            self.log.display(),
+            tail.join("\n")
+        )
     }
 
     /// Everything the process logged so far.

@@ -6,7 +6,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::now;
 
 /// What the proxy does with a request, decided from its body (the STS query string).
 pub enum Action {
@@ -69,6 +71,24 @@ pub fn always(f: fn() -> Action) -> Rule {
     Arc::new(move |_: &str| f())
 }
 
+/// The rule of a well-behaved proxy: pass everything to moto.
+pub fn forward() -> Rule {
+    always(|| Action::Forward)
+}
+
+/// An AssumeRole reply (`body`) whose credentials expire `lifetime` from now; for `Rewrite`.
+pub fn expire_in(body: &str, lifetime: Duration) -> String {
+    expire_at(body, now() + lifetime)
+}
+
+/// An AssumeRole reply (`body`) whose credentials expire at `at`; for `Rewrite`.
+pub fn expire_at(body: &str, at: SystemTime) -> String {
+    let at = humantime::format_rfc3339_seconds(at);
+    let start = body.find("<Expiration>").unwrap() + "<Expiration>".len();
+    let end = body.find("</Expiration>").unwrap();
+    format!("{}{at}{}", &body[..start], &body[end..])
+}
+
 impl Proxy {
     /// Starts a proxy to `127.0.0.1:upstream_port` applying `rule`.
     pub fn start(upstream_port: u16, rule: Rule) -> Proxy {
@@ -120,6 +140,14 @@ impl Proxy {
         self.stats.calls.lock().unwrap().clone()
     }
 
+    /// The AssumeRole calls so far for the role named `role` (the last part of its ARN).
+    pub fn calls_of(&self, role: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.role_arn.rsplit('/').next() == Some(role))
+            .count()
+    }
+
     /// The access key ids moto handed out through the proxy, in order.
     pub fn issued(&self) -> Vec<String> {
         self.stats.issued.lock().unwrap().clone()
@@ -156,7 +184,7 @@ fn answer(
     stats: &Stats,
 ) -> std::io::Result<()> {
     let forward = |request: &[u8], port: u16| -> std::io::Result<Vec<u8>> {
-        let reply = forward(request, port)?;
+        let reply = ask_moto(request, port)?;
         let text = String::from_utf8_lossy(&reply);
         let element = |tag: &str| {
             text.split(&format!("<{tag}>"))
@@ -252,7 +280,7 @@ fn answer(
 }
 
 /// Sends `request` to moto and returns its whole reply (moto closes the connection after it).
-fn forward(request: &[u8], upstream_port: u16) -> std::io::Result<Vec<u8>> {
+fn ask_moto(request: &[u8], upstream_port: u16) -> std::io::Result<Vec<u8>> {
     let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
     upstream.write_all(request)?;
     let mut reply = Vec::new();

@@ -1,16 +1,116 @@
-//! A running `rolerelay run` with roles named after their IAM roles in account 111111111111, its
-//! two HTTP servers on free loopback ports, and helpers to read them.
+//! The running sidecar: `rolerelay run` with its two HTTP servers on free loopback ports, and
+//! helpers to read it and to wait on it. A `Plan` fixes the ports and the output directory before
+//! the start, so a test can write its configuration where it wants (behind a link, in a
+//! ConfigMap mount) and rewrite it while the sidecar runs; `Sidecar::start` is the plan for the
+//! usual case: roles named after their IAM roles in account 111111111111.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::reader::Reader;
-use super::{free_port, http_get, metric, try_http_get, wait_for, Running, Sandbox};
+use super::{free_port, http_get, metric, process_json, try_http_get, Running, Sandbox};
 
 /// The account of every test role.
 pub const ACCOUNT: &str = "111111111111";
 
-/// A running sidecar.
+/// A sidecar not started yet: its sandbox, its STS, a free port for each server and its output
+/// directory (the sandbox's `out`).
+pub struct Plan<'a> {
+    sb: &'a Sandbox,
+    sts_url: String,
+    status_port: u16,
+    endpoint_port: u16,
+}
+
+impl Plan<'_> {
+    /// The listen lines of both servers, on this plan's ports: part of every configuration a
+    /// sidecar runs with, so that no test binds the default ports.
+    pub fn listen_yaml(&self) -> String {
+        format!(
+            "server:\n  listen: 127.0.0.1:{}\ncredentials_endpoint:\n  listen: 127.0.0.1:{}\n",
+            self.status_port, self.endpoint_port
+        )
+    }
+
+    /// The output directory.
+    pub fn out(&self) -> PathBuf {
+        self.sb.path("out")
+    }
+
+    /// The configuration: `roles` (role `r` is `arn:aws:iam::111111111111:role/r`, session
+    /// `rr-r`), fast retries, then `extra` top-level YAML (which may replace `refresh`).
+    pub fn config(&self, roles: &[&str], extra: &str) -> String {
+        let roles: Vec<(&str, &str)> = roles.iter().map(|r| (*r, "")).collect();
+        self.config_with(&roles, extra)
+    }
+
+    /// As `config`, with YAML lines of each role's own (`"    external_id: x\n"`) after its
+    /// session name.
+    pub fn config_with(&self, roles: &[(&str, &str)], extra: &str) -> String {
+        let refresh = if extra.contains("refresh:") {
+            ""
+        } else {
+            "refresh:\n  backoff_initial: 100ms\n  backoff_max: 1s\n"
+        };
+        let mut text = format!(
+            "sts:\n  endpoint_url: {}\n{refresh}{extra}outputs:\n  directory: {}\n{}roles:\n",
+            self.sts_url,
+            self.out().display(),
+            self.listen_yaml(),
+        );
+        for (r, lines) in roles {
+            text.push_str(&format!(
+                "  - name: {r}\n    role_arn: arn:aws:iam::{ACCOUNT}:role/{r}\n    session_name: rr-{r}\n{lines}"
+            ));
+        }
+        text
+    }
+
+    /// Starts `run --config <config>` (which may be a link) and waits until it has started: its
+    /// status server answers and its endpoint token is written. The configuration keeps the
+    /// endpoint on, with its token file in the output directory, as every test's does.
+    pub fn start(&self, config: &Path) -> Sidecar {
+        self.start_with(config, &[])
+    }
+
+    /// As `start`, with `flags` after the configuration's.
+    pub fn start_with(&self, config: &Path, flags: &[&str]) -> Sidecar {
+        // A log per start: a test may start several sidecars in one sandbox.
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        // The status server answers before the token is written, and a sidecar started in the
+        // same sandbox before this one left its own token: until the new one replaces it, a
+        // test would send the old one and be refused.
+        let token = self.out().join("token");
+        let old_token = std::fs::read_to_string(&token).ok();
+        let mut cmd = self.sb.rolerelay();
+        cmd.args(["run", "--config"]).arg(config).args(flags);
+        let log = self.sb.path(&format!(
+            "run-{}.log",
+            STARTS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let sidecar = Sidecar {
+            running: Running::start(cmd, log),
+            status: format!("http://127.0.0.1:{}", self.status_port),
+            endpoint: format!("http://127.0.0.1:{}", self.endpoint_port),
+            out: self.out(),
+            config: config.to_path_buf(),
+        };
+        sidecar.wait_for(
+            "the status server and a new endpoint token",
+            Duration::from_secs(20),
+            || {
+                try_http_get(&format!("{}/healthz", sidecar.status), &[]).is_ok()
+                    && std::fs::read_to_string(&token)
+                        .ok()
+                        .is_some_and(|t| Some(t) != old_token)
+            },
+        );
+        sidecar
+    }
+}
+
+/// A running sidecar, killed when dropped.
 pub struct Sidecar {
     /// The process.
     pub running: Running,
@@ -20,63 +120,43 @@ pub struct Sidecar {
     pub endpoint: String,
     /// The output directory.
     pub out: PathBuf,
-    /// The configuration file.
+    /// The configuration file, as given to `--config`.
     pub config: PathBuf,
 }
 
 impl Sidecar {
-    /// The configuration: `roles` (role `r` is `arn:aws:iam::111111111111:role/r`, session
-    /// `rr-r`), fast retries, then `extra` top-level YAML (which may replace `refresh`).
-    pub fn config_text(
-        sb: &Sandbox,
-        sts_url: &str,
-        roles: &[&str],
-        extra: &str,
-        status: u16,
-        endpoint: u16,
-    ) -> String {
-        let refresh = if extra.contains("refresh:") {
-            ""
-        } else {
-            "refresh:\n  backoff_initial: 100ms\n  backoff_max: 1s\n"
-        };
-        let mut text = format!(
-            "sts:\n  endpoint_url: {sts_url}\n{refresh}{extra}outputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{status}\n\
-             credentials_endpoint:\n  listen: 127.0.0.1:{endpoint}\nroles:\n",
-            sb.path("out").display()
-        );
-        for r in roles {
-            text.push_str(&format!("  - name: {r}\n    role_arn: arn:aws:iam::{ACCOUNT}:role/{r}\n    session_name: rr-{r}\n"));
+    /// A sidecar to start in `sb` against the STS at `sts_url`, on free ports.
+    pub fn plan<'a>(sb: &'a Sandbox, sts_url: &str) -> Plan<'a> {
+        Plan {
+            sb,
+            sts_url: sts_url.to_string(),
+            status_port: free_port(),
+            endpoint_port: free_port(),
         }
-        text
     }
 
-    /// Starts `run` and waits until its status server answers.
+    /// Starts `run` with `Plan::config(roles, extra)` in the sandbox's `config.yaml`, and waits
+    /// until it has started (`Plan::start`).
     pub fn start(sb: &Sandbox, sts_url: &str, roles: &[&str], extra: &str) -> Sidecar {
-        let (status, endpoint) = (free_port(), free_port());
-        let config = sb.write(
-            "config.yaml",
-            &Self::config_text(sb, sts_url, roles, extra, status, endpoint),
-        );
-        let mut cmd = sb.rolerelay();
-        cmd.args(["run", "--config"]).arg(&config);
-        let log = sb.path(&format!("run-{}.log", free_port()));
-        let sidecar = Sidecar {
-            running: Running::start(cmd, log),
-            status: format!("http://127.0.0.1:{status}"),
-            endpoint: format!("http://127.0.0.1:{endpoint}"),
-            out: sb.path("out"),
-            config,
-        };
-        wait_for("the status server", Duration::from_secs(20), || {
-            try_http_get(&format!("{}/healthz", sidecar.status), &[]).is_ok()
-        });
-        sidecar
+        let plan = Sidecar::plan(sb, sts_url);
+        let config = sb.write("config.yaml", &plan.config(roles, extra));
+        plan.start(&config)
+    }
+
+    /// Polls `f` until it is true; after `limit`, panics naming `what`, with the end of the
+    /// sidecar's log.
+    pub fn wait_for(&self, what: &str, limit: Duration, f: impl FnMut() -> bool) {
+        self.running.wait_for(what, limit, f);
     }
 
     /// GET a path of the status server.
     pub fn get(&self, path: &str) -> (u16, String) {
         http_get(&format!("{}{path}", self.status), &[])
+    }
+
+    /// `/status`, parsed.
+    pub fn status_report(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/status").1).unwrap()
     }
 
     /// One sample of `/metrics`, 0 if absent.
@@ -89,6 +169,21 @@ impl Sidecar {
         self.metric(&format!(
             "rolerelay_refresh_errors_total{{kind=\"{kind}\",role=\"{role}\"}}"
         ))
+    }
+
+    /// `rolerelay_config_reloads_total` of a result; a panic if it is absent, as it is exported
+    /// from the start.
+    pub fn reloads(&self, result: &str) -> f64 {
+        let series = format!("rolerelay_config_reloads_total{{result=\"{result}\"}}");
+        metric(&self.get("/metrics").1, &series).unwrap_or_else(|| panic!("no {series}"))
+    }
+
+    /// The access key id in a role's `<role>.json`.
+    pub fn key_id(&self, role: &str) -> String {
+        process_json(&self.out, role)["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// The endpoint token.
@@ -114,7 +209,7 @@ impl Sidecar {
 
     /// Waits until `/readyz` answers `code`.
     pub fn wait_readyz(&self, code: u16, limit: Duration) {
-        wait_for(&format!("/readyz {code}"), limit, || {
+        self.wait_for(&format!("/readyz {code}"), limit, || {
             self.get("/readyz").0 == code
         });
     }
