@@ -140,6 +140,15 @@ async fn start_servers(
         metrics: ctx.metrics.clone(),
         clock: ctx.clock.clone(),
     };
+    // A new token at every start, written before either server answers: a client that sees the
+    // sidecar up never reads the token of an earlier run.
+    let token = Arc::new(endpoint::new_token());
+    if endpoint_listener.is_some() {
+        ctx.outputs
+            .write_token(&endpoint.token_file, &token)
+            .await
+            .context("cannot write the endpoint token file")?;
+    }
     let mut servers = JoinSet::new();
     info!(listen = %config.server.listen, "serving /healthz /readyz /metrics /status");
     servers.spawn(http::serve(
@@ -148,12 +157,6 @@ async fn start_servers(
         until_stopped(stopped.clone()),
     ));
     if let Some(listener) = endpoint_listener {
-        // A new token at every start: written before the endpoint answers anything.
-        let token = Arc::new(endpoint::new_token());
-        ctx.outputs
-            .write_token(&endpoint.token_file, &token)
-            .await
-            .context("cannot write the endpoint token file")?;
         info!(listen = %endpoint.listen, token_file = %config.outputs.directory.join(&endpoint.token_file).display(),
             "serving the container-credentials endpoint at /v1/credentials/<role>");
         servers.spawn(http::serve(
