@@ -76,6 +76,11 @@ impl Plan<'_> {
 
     /// As `start`, with `flags` after the configuration's.
     pub fn start_with(&self, config: &Path, flags: &[&str]) -> Sidecar {
+        self.start_with_env(config, flags, &[])
+    }
+
+    /// As `start_with`, with these environment variables too.
+    pub fn start_with_env(&self, config: &Path, flags: &[&str], env: &[(&str, &str)]) -> Sidecar {
         // A log per start: a test may start several sidecars in one sandbox.
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         // The status server answers before the token is written, and a sidecar started in the
@@ -85,6 +90,7 @@ impl Plan<'_> {
         let old_token = std::fs::read_to_string(&token).ok();
         let mut cmd = self.sb.rolerelay();
         cmd.args(["run", "--config"]).arg(config).args(flags);
+        cmd.envs(env.iter().copied());
         let log = self.sb.path(&format!(
             "run-{}.log",
             STARTS.fetch_add(1, Ordering::Relaxed)
