@@ -23,6 +23,7 @@ COPY --from=build --chown=65532:65532 /out/var/run/rolerelay /var/run/rolerelay
 VOLUME ["/var/run/rolerelay"]
 USER 65532:65532
 EXPOSE 9090
+# /servingz: unhealthy for a wedged loop or expired credentials, not for a failing STS alone.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["/rolerelay", "healthcheck"]
 ENTRYPOINT ["/rolerelay"]
 CMD ["run"]

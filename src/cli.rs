@@ -29,7 +29,9 @@ pub enum Command {
     Check(ConfigArgs),
     /// Diagnose the whole path (source credentials, each role, the outputs) and say how to fix it.
     Doctor(DoctorArgs),
-    /// GET a URL (default: this sidecar's /readyz); exit 0 on HTTP 200, 1 otherwise.
+    /// GET a URL (default: /servingz on the configuration's server.listen); exit 0 on HTTP 200,
+    /// 1 otherwise. For health checks that restart or unroute: it fails for a wedged loop or
+    /// expired credentials, not merely because STS fails while valid ones are held.
     Healthcheck(HealthcheckArgs),
     /// Print a role's current credentials in credential_process JSON; exit 1 if missing or expired.
     CredentialProcess(CredentialProcessArgs),
@@ -54,14 +56,13 @@ pub struct CredentialProcessArgs {
 /// Arguments of `healthcheck`.
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
-    /// The URL to check.
-    #[arg(
-        long,
-        env = "ROLERELAY_HEALTHCHECK_URL",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:9090/readyz"
-    )]
-    pub url: String,
+    /// The URL to check. Default: /servingz on server.listen of the configuration these flags
+    /// name (--config, --listen or their variables), else http://127.0.0.1:9090/servingz.
+    #[arg(long, env = "ROLERELAY_HEALTHCHECK_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// The configuration the sidecar runs with, for its server.listen.
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// How long to wait for the answer, like 2s.
     #[arg(long, env = "ROLERELAY_HEALTHCHECK_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub timeout: std::time::Duration,

@@ -2,8 +2,29 @@
 //! checks in an image without curl. Plain HTTP over std, so it needs no runtime.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+/// The path a health check that may restart or unroute the sidecar asks: it fails for a wedged
+/// loop or expired credentials, never merely because STS fails while valid ones are held.
+pub const DEFAULT_PATH: &str = "/servingz";
+
+/// Where this host reaches a server listening on `listen`: a wildcard address on loopback.
+pub fn reachable(listen: SocketAddr) -> SocketAddr {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// The URL `healthcheck` asks by default for a status server on `listen`.
+pub fn default_url(listen: SocketAddr) -> String {
+    format!("http://{}{DEFAULT_PATH}", reachable(listen))
+}
 
 /// Why the check failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +144,14 @@ mod tests {
             }
         });
         url
+    }
+
+    #[test]
+    fn the_default_url_reaches_a_wildcard_listen_address_on_loopback() {
+        let url = |listen: &str| default_url(listen.parse().unwrap());
+        assert_eq!(url("0.0.0.0:9090"), "http://127.0.0.1:9090/servingz");
+        assert_eq!(url("[::]:9090"), "http://[::1]:9090/servingz");
+        assert_eq!(url("10.0.0.5:8080"), "http://10.0.0.5:8080/servingz");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rolerelay::cli::{Cli, Command};
+use rolerelay::cli::{Cli, Command, HealthcheckArgs};
 use rolerelay::config::{Config, ConfigArgs};
 use rolerelay::{app, clock, doctor, healthcheck, logging, outputs};
 
@@ -64,8 +64,14 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(e),
         },
-        Command::Healthcheck(args) => match healthcheck::check(&args.url, args.timeout) {
-            Ok(()) => ExitCode::SUCCESS,
+        Command::Healthcheck(args) => match healthcheck_url(&args) {
+            Ok(url) => match healthcheck::check(&url, args.timeout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rolerelay healthcheck: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 eprintln!("rolerelay healthcheck: {e}");
                 ExitCode::FAILURE
@@ -84,6 +90,27 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The URL `healthcheck` asks: `--url`, else /servingz on the server.listen of the configuration
+/// that the flags or variables name, else on the default listen address.
+fn healthcheck_url(args: &HealthcheckArgs) -> Result<String, String> {
+    if let Some(url) = &args.url {
+        return Ok(url.clone());
+    }
+    let named = args.config.config.is_some() || args.config.listen.is_some();
+    let listen = match named {
+        true => {
+            Config::load(&args.config)
+                .map_err(|e| format!("configuration error: {e}"))?
+                .server
+                .listen
+        }
+        false => rolerelay::config::DEFAULT_SERVER_LISTEN
+            .parse()
+            .expect("a valid address"),
+    };
+    Ok(healthcheck::default_url(listen))
 }
 
 /// Loads the configuration (exit 2 with one line if invalid), starts logging, and runs `f`.

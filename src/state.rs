@@ -90,6 +90,23 @@ impl RoleState {
         Ok(())
     }
 
+    /// Whether the role serves credentials at `now`: its loop is alive, and its outputs hold
+    /// credentials that have not expired, whether or not refreshing them fails. The health
+    /// checks that restart or unroute use this: a failing STS is no reason to restart, while a
+    /// wedged loop or credentials that really expired are.
+    pub fn serving(&self, now: SystemTime) -> Result<(), String> {
+        self.liveness(now)?;
+        match (&self.credentials, self.published) {
+            (None, _) => Err("no credentials yet".into()),
+            (Some(_), None) => Err("the credentials are not written to every output yet".into()),
+            (Some(_), Some(published)) if published <= now => Err(format!(
+                "the credentials in the outputs expired at {}",
+                crate::credentials::rfc3339(published)
+            )),
+            (Some(_), Some(_)) => Ok(()),
+        }
+    }
+
     /// Whether the role's loop is alive at `now`: it has not missed its heartbeat deadline.
     pub fn liveness(&self, now: SystemTime) -> Result<(), String> {
         match self.heartbeat_deadline {
@@ -401,6 +418,30 @@ mod tests {
         let mut on_time = with_creds(7200);
         on_time.published = Some(at(3600));
         assert!(on_time.readiness(at(3600 - 600), MIN).is_ok());
+    }
+
+    #[test]
+    fn serving_ignores_failing_refreshes_until_the_credentials_in_the_outputs_expire() {
+        assert!(RoleState::default().serving(at(0)).is_err(), "nothing yet");
+        let mut failing = with_creds(3600);
+        failing.consecutive_failures = 9;
+        let near = at(3600 - 60);
+        assert!(
+            failing.readiness(near, MIN).is_err(),
+            "not ready near expiry"
+        );
+        assert_eq!(failing.serving(near), Ok(()), "but serving");
+        assert!(failing.serving(at(3600)).unwrap_err().contains("expired"));
+        failing.heartbeat_deadline = Some(at(100));
+        assert!(
+            failing.serving(at(200)).is_err(),
+            "a wedged loop is not serving"
+        );
+        let unwritten = RoleState {
+            published: None,
+            ..with_creds(3600)
+        };
+        assert!(unwritten.serving(at(100)).is_err());
     }
 
     #[test]

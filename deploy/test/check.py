@@ -54,7 +54,7 @@ def kubernetes(binary):
     sidecar = next(c for c in spec["initContainers"] if c["name"] == "rolerelay")
     check(sidecar.get("restartPolicy") == "Always", "rolerelay is a native sidecar (init container, restartPolicy: Always)")
     check(sidecar["image"] in [i["name"] for i in kustomization["images"]], "the kustomization sets the sidecar's image")
-    for probe, path in [("startupProbe", "/readyz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")]:
+    for probe, path in [("startupProbe", "/readyz"), ("readinessProbe", "/servingz"), ("livenessProbe", "/healthz")]:
         check(sidecar.get(probe, {}).get("httpGet", {}).get("path") == path, f"sidecar {probe} on {path}")
     check(spec["securityContext"].get("runAsNonRoot") is True, "pod runAsNonRoot")
     check(spec["securityContext"].get("seccompProfile", {}).get("type") == "RuntimeDefault", "pod seccompProfile RuntimeDefault")
@@ -124,7 +124,8 @@ def ecs_and_iam():
             check(False, f"ECS task definition registers: {e}")
         containers = {c["name"]: c for c in task["containerDefinitions"]}
         sidecar, app = containers["rolerelay"], containers["app"]
-        check(sidecar["healthCheck"]["command"][1:3] == ["/rolerelay", "healthcheck"], "ECS health check runs rolerelay healthcheck")
+        check(sidecar["healthCheck"]["command"][1:] == ["/rolerelay", "healthcheck"],
+              "ECS health check runs rolerelay healthcheck (/servingz: not failed by an STS outage alone)")
         check({"containerName": "rolerelay", "condition": "HEALTHY"} in app.get("dependsOn", []), "the app dependsOn rolerelay HEALTHY")
         env = {e["name"]: e["value"] for e in app["environment"]}
         check("AWS_CONFIG_FILE" in env and "AWS_PROFILE" in env and "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env,

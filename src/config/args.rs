@@ -79,6 +79,13 @@ pub struct ConfigArgs {
     #[arg(long, env = "ROLERELAY_OWNER", value_name = "UID:GID")]
     pub owner: Option<String>,
 
+    /// Listen address of /healthz /readyz /servingz /metrics /status (server.listen).
+    #[arg(long, env = "ROLERELAY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Listen address of the container-credentials endpoint (credentials_endpoint.listen).
+    #[arg(long, env = "ROLERELAY_ENDPOINT_LISTEN", value_name = "ADDR")]
+    pub endpoint_listen: Option<String>,
+
     /// Log format: json or text (logging.format).
     #[arg(long, env = "ROLERELAY_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,

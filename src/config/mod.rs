@@ -37,6 +37,9 @@ pub use values::{
     TemplateVars,
 };
 
+/// `server.listen` when nothing sets it.
+pub const DEFAULT_SERVER_LISTEN: &str = "0.0.0.0:9090";
+
 /// A configuration that cannot be used: where the bad value came from and what to do about it.
 ///
 /// It prints on one line: control characters a file may carry into a key or value are escaped.

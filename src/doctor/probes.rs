@@ -2,7 +2,7 @@
 //! STS, the output directory, the listen addresses — each turned into a finding.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
@@ -353,14 +353,7 @@ fn bind(listener: Listener, addr: SocketAddr) -> Finding {
 /// with its roles, whether they are ready or not), or its endpoint's 401 to a request without
 /// a token. Anything else listening there is a conflict.
 fn rolerelay_at(listener: Listener, listen: SocketAddr) -> bool {
-    let mut addr = listen;
-    // A wildcard address is reached on loopback.
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-        });
-    }
+    let addr = crate::healthcheck::reachable(listen);
     // Asked without a token, only the endpoint answers 401.
     let path = match listener {
         Listener::StatusServer => "/status",

@@ -1,4 +1,4 @@
-//! `server.listen`: `/healthz`, `/readyz`, `/metrics` and `/status`.
+//! `server.listen`: `/healthz`, `/readyz`, `/servingz`, `/metrics` and `/status`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -26,6 +26,9 @@ pub fn routes(view: View) -> impl Filter<Extract = (Response,), Error = Infallib
     let readyz = warp::path!("readyz")
         .and(view.clone())
         .map(|v: View| readyz(&v.state.snapshot(), v.clock.now(), v.state.min_remaining()));
+    let servingz = warp::path!("servingz")
+        .and(view.clone())
+        .map(|v: View| servingz(&v.state.snapshot(), v.clock.now()));
     let metrics = warp::path!("metrics").and(view.clone()).map(|view: View| {
         // Readiness depends on the time: brought up to date at each scrape.
         let (now, min_remaining) = (view.clock.now(), view.state.min_remaining());
@@ -50,6 +53,8 @@ pub fn routes(view: View) -> impl Filter<Extract = (Response,), Error = Infallib
             healthz
                 .or(readyz)
                 .unify()
+                .or(servingz)
+                .unify()
                 .or(metrics)
                 .unify()
                 .or(status)
@@ -71,6 +76,13 @@ struct Verdict<'a> {
 /// 200 while every role's loop shows progress; 503 naming the loops that do not.
 pub fn healthz(roles: &BTreeMap<RoleName, RoleState>, now: SystemTime) -> Response {
     verdict(roles, |s| s.liveness(now), "ok", "unhealthy")
+}
+
+/// 200 while every role serves unexpired credentials from a live loop, even while refreshing
+/// them fails; 503 naming each role that does not (before its first credentials, or once they
+/// expired).
+pub fn servingz(roles: &BTreeMap<RoleName, RoleState>, now: SystemTime) -> Response {
+    verdict(roles, |s| s.serving(now), "serving", "not serving")
 }
 
 /// 200 when every role is ready; 503 naming each role that is not, and why.

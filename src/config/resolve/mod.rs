@@ -336,7 +336,12 @@ impl Resolver<'_> {
 
     /// `server:`.
     fn server(&self, server: &FileServer) -> Result<ServerConfig, ConfigError> {
-        let listen = self.file_or_default("server.listen", &server.listen, "0.0.0.0:9090".into());
+        let listen = self.flag_file_or_default(
+            ("--listen", &self.args.listen),
+            "server.listen",
+            &server.listen,
+            super::DEFAULT_SERVER_LISTEN.into(),
+        )?;
         Ok(ServerConfig {
             listen: socket_address(listen)?,
         })
@@ -352,11 +357,12 @@ impl Resolver<'_> {
                 false,
             )
             .value;
-        let listen = self.file_or_default(
+        let listen = self.flag_file_or_default(
+            ("--endpoint-listen", &self.args.endpoint_listen),
             "credentials_endpoint.listen",
             &endpoint.listen,
             "127.0.0.1:9911".into(),
-        );
+        )?;
         let listen_origin = listen.origin.clone();
         let listen = socket_address(listen)?;
         let enabled = self
