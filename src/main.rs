@@ -64,19 +64,7 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(e),
         },
-        Command::Healthcheck(args) => match healthcheck_url(&args) {
-            Ok(url) => match healthcheck::check(&url, args.timeout) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("rolerelay healthcheck: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(e) => {
-                eprintln!("rolerelay healthcheck: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Healthcheck(args) => healthcheck(&args),
         Command::CredentialProcess(args) => {
             match outputs::process_json::read_current(&args.dir, &args.role, clock::now()) {
                 Ok(text) => {
@@ -88,6 +76,19 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `rolerelay healthcheck`: 0 when the URL answers 200, 1 otherwise (with why, on stderr).
+fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
+    let checked = healthcheck_url(args)
+        .and_then(|url| healthcheck::check(&url, args.timeout).map_err(|e| e.to_string()));
+    match checked {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rolerelay healthcheck: {e}");
+            ExitCode::FAILURE
         }
     }
 }
