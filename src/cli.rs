@@ -24,7 +24,7 @@ pub enum Command {
     /// Run the sidecar: refresh every role on its schedule until SIGTERM or SIGINT.
     Run(ConfigArgs),
     /// Assume every role once, write every output, and exit: 0 if all succeeded, 1 if any failed.
-    Once(ConfigArgs),
+    Once(OnceArgs),
     /// Validate the configuration and print the effective configuration; exit 0, or 2 if invalid.
     Check(ConfigArgs),
     /// Diagnose the whole path (source credentials, each role, the outputs) and say how to fix it.
@@ -35,6 +35,18 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Print a role's current credentials in credential_process JSON; exit 1 if missing or expired.
     CredentialProcess(CredentialProcessArgs),
+}
+
+/// Arguments of `once`.
+#[derive(Debug, Args)]
+pub struct OnceArgs {
+    /// The configuration, as for `run`.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Keep retrying the roles that failed (with the configured backoff) for this long, like
+    /// 2m: an init container then waits out an STS that is not reachable yet. Default: no retry.
+    #[arg(long, env = "ROLERELAY_RETRY_FOR", value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_for: Option<std::time::Duration>,
 }
 
 /// Arguments of `credential-process`.

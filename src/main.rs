@@ -18,8 +18,9 @@ fn main() -> ExitCode {
                 .block_on(app::run(config, args.clone(), shutdown_signal()))
                 .map_or_else(fail, |()| ExitCode::SUCCESS)
         }),
-        Command::Once(args) => with_config(&args, |config| {
-            match runtime().block_on(app::once(config)) {
+        Command::Once(args) => with_config(&args.config, |config| {
+            let retry_for = args.retry_for.unwrap_or_default();
+            match runtime().block_on(app::once(config, retry_for)) {
                 Ok(failed) if failed.is_empty() => ExitCode::SUCCESS,
                 Ok(failed) => {
                     let list: Vec<String> = failed

@@ -141,3 +141,23 @@ fn an_sts_outage_near_expiry_keeps_the_shipped_health_checks_green_until_the_cre
     }
     assert_eq!(sidecar.get(&liveness).0, 200, "the loop itself is alive");
 }
+
+#[test]
+fn once_with_retry_for_waits_for_an_sts_that_comes_up_late() {
+    let sb = Sandbox::new();
+    let sts_port = free_port();
+    let out = sb.path("out");
+    let mut cmd = sb.once_one(
+        "arn:aws:iam::111111111111:role/app",
+        &format!("http://127.0.0.1:{sts_port}"),
+        &out,
+    );
+    cmd.args(["--retry-for", "90s"]);
+    let mut once = Running::start(cmd, sb.path("once.log"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!out.join("a.json").exists(), "STS is not up yet");
+    let _moto = Moto::start_on(sts_port);
+    let status = once.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{}", once.logs());
+    assert!(out.join("a.json").exists());
+}

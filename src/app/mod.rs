@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::outputs::Outputs;
 use crate::refresher::{RefreshError, RoleLoop};
 use crate::reload;
-use crate::schedule::Policy;
+use crate::schedule::{self, Policy};
 use crate::source;
 use crate::state::{ReloadStatus, State};
 
@@ -407,10 +407,42 @@ impl Sidecar {
 }
 
 /// `rolerelay once`: assumes every role once (concurrently, within `refresh.concurrency`) and
-/// writes every output. Returns the roles that failed, with why.
-pub async fn once(config: Config) -> anyhow::Result<Vec<(RoleName, RefreshError)>> {
+/// writes every output; retries the roles that failed, with the configured backoff, for up to
+/// `retry_for`. Returns the roles that still failed, with why.
+pub async fn once(
+    config: Config,
+    retry_for: Duration,
+) -> anyhow::Result<Vec<(RoleName, RefreshError)>> {
     let ctx = start_context(&config).await?;
-    refresh_each_once(&ctx, &config.roles).await
+    once_retrying(&ctx, &config.roles, retry_for).await
+}
+
+/// Refreshes each of `roles` once, and the failed ones again after a backoff until they succeed
+/// or `retry_for` has passed.
+async fn once_retrying(
+    ctx: &Context,
+    roles: &[RoleConfig],
+    retry_for: Duration,
+) -> anyhow::Result<Vec<(RoleName, RefreshError)>> {
+    let deadline = tokio::time::Instant::now() + retry_for;
+    let mut pending = roles.to_vec();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let failed = refresh_each_once(ctx, &pending).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if failed.is_empty() || left.is_zero() {
+            return Ok(failed);
+        }
+        let wait = schedule::backoff(&ctx.settings().policy, attempts, fastrand::f64());
+        info!(
+            roles = failed.len(),
+            retry_in_ms = wait.min(left).as_millis() as u64,
+            "retrying the roles that failed"
+        );
+        tokio::time::sleep(wait.min(left)).await;
+        pending.retain(|role| failed.iter().any(|(name, _)| *name == role.name));
+    }
 }
 
 /// Refreshes each of `roles` once, concurrently; returns the roles that failed, by name.

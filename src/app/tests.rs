@@ -146,3 +146,56 @@ async fn once_writes_the_roles_that_succeed_and_names_those_that_fail() {
     assert!(dir.path().join("out/a.json").exists());
     assert!(!dir.path().join("out/b.json").exists());
 }
+
+#[tokio::test(start_paused = true)]
+async fn once_retries_the_failed_roles_until_sts_answers_within_retry_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = testing::load(&testing::write_config(dir.path(), &[("a", ""), ("b", "")]));
+    let clock = testing::paused_clock();
+    let sts = FakeSts::new(clock.clone());
+    sts.set_reply(Reply::Error("Throttling"));
+    let ctx = context(&config, sts.assumer(), clock).unwrap();
+    let recovery = {
+        let sts = sts.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            sts.set_reply(Reply::Credentials);
+        })
+    };
+    let failed = once_retrying(&ctx, &config.roles, 2 * MINUTE)
+        .await
+        .unwrap();
+    recovery.await.unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(dir.path().join("out/a.json").exists() && dir.path().join("out/b.json").exists());
+    assert!(
+        sts.calls().len() > 4,
+        "retried: {} calls",
+        sts.calls().len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn once_gives_up_after_retry_for_and_names_the_roles_that_still_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = testing::load(&testing::write_config(dir.path(), &[("a", ""), ("b", "")]));
+    let clock = testing::paused_clock();
+    let sts = FakeSts::new(clock.clone());
+    sts.set_reply(Reply::ErrorFor("b", "AccessDenied"));
+    let ctx = context(&config, sts.assumer(), clock).unwrap();
+    let started = tokio::time::Instant::now();
+    let failed = once_retrying(&ctx, &config.roles, MINUTE).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= MINUTE && waited < MINUTE + Duration::from_secs(5),
+        "{waited:?}"
+    );
+    let names: Vec<String> = failed.iter().map(|(name, _)| name.to_string()).collect();
+    assert_eq!(names, ["b"]);
+    let calls_for_a = sts
+        .calls()
+        .iter()
+        .filter(|c| c.role_arn.ends_with("%2Fa"))
+        .count();
+    assert_eq!(calls_for_a, 1, "a role that succeeded is not assumed again");
+}
