@@ -303,9 +303,11 @@ impl Sidecar {
             Ok(new) => new,
             Err(e) => {
                 // Status and log first, the counter last: whoever sees it grow finds the rest.
+                // /status names where the file is wrong, not the value: it answers whoever
+                // reaches server.listen (a DNS-rebinding page too), and a value may be private.
                 self.ctx.state.set_reload(ReloadStatus {
                     time: self.ctx.clock.now(),
-                    error: Some(e.to_string()),
+                    error: Some(format!("{}: refused (the log says why)", e.at)),
                     restart_needed: vec![],
                 });
                 error!(error = %e, "configuration reload refused; the running configuration stays");

@@ -199,3 +199,20 @@ async fn once_gives_up_after_retry_for_and_names_the_roles_that_still_fail() {
         .count();
     assert_eq!(calls_for_a, 1, "a role that succeeded is not assumed again");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_reload_shows_where_in_status_but_not_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sidecar, _sts) = sidecar(dir.path(), &[("a", "")]);
+    let private =
+        "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/Private Thing\n";
+    fs::write(dir.path().join("config.yaml"), private).unwrap();
+    sidecar.reload(ReloadCause::FileChanged).await;
+    let shown = sidecar.ctx.state.reload().unwrap().error.unwrap();
+    assert!(
+        shown.contains("config.yaml:3: roles[0].role_arn"),
+        "{shown}"
+    );
+    assert!(!shown.contains("Private"), "{shown}");
+    sidecar.stop_all().await;
+}
