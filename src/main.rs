@@ -1,5 +1,6 @@
 //! The `rolerelay` binary: parse the command line, load the configuration, start the runtime.
 
+use std::future::Future;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,11 +14,17 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => with_config(&args, |config| {
-            runtime()
-                .block_on(app::run(config, args.clone(), shutdown_signal()))
-                .map_or_else(fail, |()| ExitCode::SUCCESS)
-        }),
+        Command::Run(args) => {
+            // Listening before anything else: as PID 1 in a container, a SIGTERM that comes
+            // before there is a handler is dropped, and start-up would carry on regardless.
+            let runtime = runtime();
+            let shutdown = listen_for_shutdown(&runtime);
+            with_config(&args, |config| {
+                runtime
+                    .block_on(app::run(config, args.clone(), shutdown))
+                    .map_or_else(fail, |()| ExitCode::SUCCESS)
+            })
+        }
         Command::Once(args) => with_config(&args.config, |config| {
             let retry_for = args.retry_for.unwrap_or_default();
             match runtime().block_on(app::once(config, retry_for)) {
@@ -149,14 +156,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("cannot start the tokio runtime")
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now, and returns what completes on either (a signal
+/// that came in between is not lost).
+fn listen_for_shutdown(runtime: &tokio::runtime::Runtime) -> impl Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
+    let _context = runtime.enter();
     let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
     let mut int = signal(SignalKind::interrupt()).expect("cannot listen for SIGINT");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 

@@ -89,9 +89,21 @@ pub async fn run(
     args: ConfigArgs,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let ctx = start_context(&config).await?;
+    tokio::pin!(shutdown);
     let (stop_servers, servers_stopped) = watch::channel(false);
-    let mut servers = start_servers(&config, &ctx, servers_stopped).await?;
+    // Start-up may wait (a slow disk, a certificate store); a signal meanwhile ends it.
+    let start = async {
+        let ctx = start_context(&config).await?;
+        let servers = start_servers(&config, &ctx, servers_stopped).await?;
+        anyhow::Ok((ctx, servers))
+    };
+    let (ctx, mut servers) = tokio::select! {
+        () = &mut shutdown => {
+            info!("stopped during start-up");
+            return Ok(());
+        }
+        started = start => started?,
+    };
     let mut sidecar = Sidecar::new(config, args, ctx);
     sidecar.serve(shutdown, &mut servers).await?;
     info!("shutting down");
