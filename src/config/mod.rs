@@ -256,8 +256,9 @@ impl Config {
     }
 }
 
-/// `text` with its control characters (newlines above all) escaped.
-fn one_line(text: &str) -> String {
+/// `text` with its control characters (newlines above all) escaped, so that text from outside
+/// (a file, an STS reply) cannot start a line of its own in an error or a log.
+pub fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() {

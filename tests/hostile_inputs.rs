@@ -1,0 +1,207 @@
+//! Black-box tests of what rolerelay accepts from outside (STS replies, configuration values,
+//! command-line arguments) and of what it then writes: a value that could break out of the file it
+//! is written into, forge a log line or widen who can read the credentials is refused, and the
+//! files stay inert to the shells and SDKs that read them.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::proxy::{self, always, Action, Proxy, Rule};
+use common::sidecar::Sidecar;
+use common::*;
+
+const ROLE: &str = "arn:aws:iam::111111111111:role/RoleForB";
+
+/// What a rogue session token carries: a command for whoever sources `<role>.env`, and a
+/// `[default]` profile for whoever reads the INI files.
+const TOKEN_PAYLOAD: &str = "FQoGZXIvYXdzEBYaD\nAWS_PWN=$(touch pwned-by-sts)\n[default]\ncredential_process = touch pwned-by-sts";
+
+/// `body` with the text of its first `<tag>` element replaced by `value`.
+fn with_element(body: &str, tag: &str, value: &str) -> String {
+    let open = format!("<{tag}>");
+    let start = body.find(&open).expect("an AssumeRole reply") + open.len();
+    let end = start + body[start..].find('<').unwrap();
+    format!("{}{value}{}", &body[..start], &body[end..])
+}
+
+fn token_breaks_out(body: &str) -> String {
+    with_element(body, "SessionToken", TOKEN_PAYLOAD)
+}
+
+fn key_forges_a_log_line(body: &str) -> String {
+    with_element(
+        body,
+        "AccessKeyId",
+        "ASIAQWERTYUIOPASDFGH\nFORGED-LOG-LINE level=INFO message=\"all is well\"",
+    )
+}
+
+fn secret_with_a_quote(body: &str) -> String {
+    with_element(
+        body,
+        "SecretAccessKey",
+        "wJalrXUtnFEMIK7MDENG'$(touch pwned-by-sts)'bPxRfiCYEXAMPLEKEY",
+    )
+}
+
+fn key_in_lower_case(body: &str) -> String {
+    with_element(body, "AccessKeyId", "asiaqwertyuiopasdfgh")
+}
+
+fn token_too_short(body: &str) -> String {
+    with_element(body, "SessionToken", "c2hvcnQ=")
+}
+
+fn expiration_a_century_away(body: &str) -> String {
+    with_element(body, "Expiration", "2126-01-01T00:00:00Z")
+}
+
+/// Files of `out` that a refused reply must not have produced.
+fn assert_nothing_written_for_a(out: &Path, case: &str) {
+    for file in ["a.json", "a.env"] {
+        assert!(!out.join(file).exists(), "{case}: {file} was written");
+    }
+    if let Ok(ini) = fs::read_to_string(out.join("credentials")) {
+        assert!(!ini.contains("[a]"), "{case}: credentials has [a]: {ini}");
+    }
+    if let Ok(config) = fs::read_to_string(out.join("config")) {
+        assert!(
+            !config.contains("pwned") && !config.contains("[default]"),
+            "{case}: {config}"
+        );
+    }
+}
+
+/// A rogue reply: what it is, how the proxy makes it from moto's, and the text of it that must
+/// never be shown.
+struct Rogue {
+    case: &'static str,
+    rewrite: fn(&str) -> String,
+    never_shown: &'static [&'static str],
+}
+
+const ROGUES: [Rogue; 6] = [
+    Rogue {
+        case: "a session token with lines for the env and INI files",
+        rewrite: token_breaks_out,
+        never_shown: &["AWS_PWN", "pwned-by-sts"],
+    },
+    Rogue {
+        case: "an access key id with a log line",
+        rewrite: key_forges_a_log_line,
+        never_shown: &["FORGED-LOG-LINE"],
+    },
+    Rogue {
+        case: "a secret key with a quote",
+        rewrite: secret_with_a_quote,
+        never_shown: &["pwned-by-sts", "bPxRfiCYEXAMPLEKEY"],
+    },
+    Rogue {
+        case: "an access key id in lower case",
+        rewrite: key_in_lower_case,
+        never_shown: &["asiaqwertyuiopasdfgh"],
+    },
+    Rogue {
+        case: "a session token of 8 characters",
+        rewrite: token_too_short,
+        never_shown: &["c2hvcnQ="],
+    },
+    Rogue {
+        case: "an expiration a century away",
+        rewrite: expiration_a_century_away,
+        never_shown: &[],
+    },
+];
+
+#[test]
+fn sts_replies_that_could_break_out_of_a_file_or_a_log_line_are_refused_as_other() {
+    let moto = Moto::start();
+    for rogue in ROGUES {
+        let case = rogue.case;
+        let sb = Sandbox::new();
+        let out = sb.path("out");
+        let proxy = Proxy::start(moto.port, always_rewrite(rogue.rewrite));
+        let mut once = sb.once_one(ROLE, &proxy.url, &out);
+        // Text logs: a newline in a logged value would start a line of its own there.
+        once.env("ROLERELAY_LOG_FORMAT", "text");
+        let (status, stdout, stderr) = run(once);
+        assert_eq!(status.code(), Some(1), "{case}: {stderr}");
+        assert!(
+            stderr.contains("failed: a (other: "),
+            "{case}: refused as other: {stderr}"
+        );
+        for text in rogue.never_shown {
+            assert!(
+                !stderr.contains(text) && !stdout.contains(text),
+                "{case}: {text} is shown: {stderr}"
+            );
+        }
+        assert_nothing_written_for_a(&out, case);
+        assert_no_secrets(&stderr, &proxy.secrets());
+    }
+}
+
+/// A rule rewriting every reply with `f`.
+fn always_rewrite(f: fn(&str) -> String) -> Rule {
+    std::sync::Arc::new(move |_: &str| Action::Rewrite(f))
+}
+
+#[test]
+fn a_rogue_token_is_counted_as_other_never_shown_and_the_next_good_reply_is_written_inert() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let proxy = Proxy::start(moto.port, always(|| Action::Rewrite(token_breaks_out)));
+    let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], "");
+    wait_for("two refusals", Duration::from_secs(20), || {
+        sidecar.errors("a", "other") >= 2.0
+    });
+    assert_eq!(sidecar.get("/readyz").0, 503);
+    let status = sidecar.get("/status").1;
+    assert!(status.contains("\"other\""), "{status}");
+    assert!(!status.contains("AWS_PWN"), "{status}");
+    assert_nothing_written_for_a(&sidecar.out, "rogue token");
+
+    proxy.set_rule(always(|| Action::Forward));
+    sidecar.wait_readyz(200, Duration::from_secs(10));
+    let sourcing = sb
+        .command("sh")
+        .args(["-c", "set -a; . ./a.env"])
+        .current_dir(&sidecar.out)
+        .output()
+        .unwrap();
+    assert!(sourcing.status.success());
+    assert!(!sidecar.out.join("pwned-by-sts").exists());
+    let logs = sidecar.running.logs();
+    assert!(!logs.contains("AWS_PWN") && !logs.contains("pwned-by-sts"));
+    assert_no_secrets(&logs, &proxy.secrets());
+}
+
+#[test]
+fn an_sts_error_message_cannot_start_a_log_line_of_its_own() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let proxy = Proxy::start(
+        moto.port,
+        always(|| {
+            Action::Reply(
+                403,
+                proxy::sts_error(
+                    "AccessDenied",
+                    "denied\nFORGED-LOG-LINE level=INFO message=\"all is well\"",
+                ),
+            )
+        }),
+    );
+    let mut once = sb.once_one(ROLE, &proxy.url, &sb.path("out"));
+    once.env("ROLERELAY_LOG_FORMAT", "text");
+    let (status, _, stderr) = run(once);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("access_denied"), "{stderr}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("FORGED")),
+        "a line of its own: {stderr}"
+    );
+}
