@@ -205,3 +205,72 @@ fn an_sts_error_message_cannot_start_a_log_line_of_its_own() {
         "a line of its own: {stderr}"
     );
 }
+
+/// The variables a shell gets from sourcing `dir/<file>` with `set -a`, in an empty environment,
+/// each value exactly (NUL-separated, so a value may hold any line).
+fn sourced(sb: &Sandbox, dir: &Path, file: &str, names: &[&str]) -> Vec<String> {
+    let script = format!(
+        "set -a; . ./{file}; printf '%s\\0' {}",
+        names
+            .iter()
+            .map(|n| format!("\"${{{n}-unset}}\""))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = sb
+        .command("env")
+        .args(["-i", "sh", "-c", &script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "sourcing {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_terminator('\0')
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_env_file_round_trips_through_a_shell_exactly() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let out = sb.path("out");
+    let (status, _, stderr) = run(sb.once_one(ROLE, &moto.url, &out));
+    assert!(status.success(), "{stderr}");
+    let json = process_json(&out, "a");
+    let names = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CREDENTIAL_EXPIRATION",
+    ];
+    let expected: Vec<&str> = [
+        "AccessKeyId",
+        "SecretAccessKey",
+        "SessionToken",
+        "Expiration",
+    ]
+    .iter()
+    .map(|key| json[key].as_str().unwrap())
+    .collect();
+    assert_eq!(sourced(&sb, &out, "a.env", &names), expected);
+    let plain = sb
+        .command("sh")
+        .args(["-c", ". ./a.env"])
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    assert!(plain.status.success() && plain.stdout.is_empty() && plain.stderr.is_empty());
+    // What `docker run --env-file` sees: the rest of each line, verbatim.
+    let verbatim: Vec<String> = fs::read_to_string(out.join("a.env"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once('=').unwrap().1.to_string())
+        .collect();
+    assert_eq!(verbatim, expected);
+}

@@ -66,6 +66,40 @@ fn process_json_and_env_match_golden() {
     assert_eq!(env::render(&creds('A')), golden("account-a.env"));
 }
 
+#[test]
+fn the_env_file_is_inert_to_a_shell_whatever_a_value_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Values that STS replies are refused for, in case one ever slipped through.
+    let hostile = Credentials {
+        secret_access_key: Secret::new("x'$(touch pwned)'`touch pwned` \"$HOME\"\\"),
+        session_token: Secret::new("t\nAWS_PWN=$(touch pwned)\n[default]\n"),
+        ..creds('A')
+    };
+    let text = env::render(&hostile);
+    std::fs::write(tmp.path().join("a.env"), &text).unwrap();
+    let script = r#"set -a; . ./a.env; printf '%s\0' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$AWS_SESSION_TOKEN" "$AWS_CREDENTIAL_EXPIRATION" "${AWS_PWN-unset}""#;
+    let out = std::process::Command::new("env")
+        .args(["-i", "sh", "-c", script])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{text}");
+    assert!(!tmp.path().join("pwned").exists(), "{text}");
+    let vars = String::from_utf8(out.stdout).unwrap();
+    let values: Vec<&str> = vars.split_terminator('\0').collect();
+    assert_eq!(
+        values,
+        [
+            hostile.access_key_id.as_str(),
+            hostile.secret_access_key.expose(),
+            hostile.session_token.expose(),
+            "2026-11-28T11:00:00Z",
+            "unset",
+        ],
+        "every value round-trips exactly, and nothing else is set: {text}"
+    );
+}
+
 fn config(dir: &Path) -> OutputsConfig {
     OutputsConfig {
         directory: dir.to_path_buf(),
