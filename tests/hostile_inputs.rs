@@ -274,3 +274,79 @@ fn the_env_file_round_trips_through_a_shell_exactly() {
         .collect();
     assert_eq!(verbatim, expected);
 }
+
+/// `rolerelay check` with one role and `args`: (exit code, stderr).
+fn check(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut c = sb.rolerelay();
+    c.args(["check", "--role-arn", ROLE]).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let (status, _, stderr) = run(c);
+    (status.code(), stderr)
+}
+
+/// Asserts `check` refused with one line that contains each of `words`.
+fn assert_refused(result: (Option<i32>, String), words: &[&str], case: &str) {
+    let (code, stderr) = result;
+    assert_eq!(code, Some(2), "{case}: refused: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{case}: one line: {stderr}");
+    for word in words {
+        assert!(stderr.contains(word), "{case}: names {word}: {stderr}");
+    }
+}
+
+#[test]
+fn plain_http_to_sts_is_refused_unless_the_host_is_loopback_or_it_is_allowed() {
+    let sb = Sandbox::new();
+    for url in [
+        "http://10.0.0.5:5000",
+        "http://sts.example.com",
+        "http://localhost@sts.example.com",
+        "http://127.0.0.1.sts.example.com",
+    ] {
+        assert_refused(
+            check(&sb, &["--sts-endpoint-url", url], &[]),
+            &[
+                "--sts-endpoint-url (or ROLERELAY_STS_ENDPOINT_URL)",
+                "sts.allow_insecure_endpoint: true",
+            ],
+            url,
+        );
+    }
+    let file = sb.write(
+        "c.yaml",
+        "sts:\n  endpoint_url: http://sts.example.com\nroles: []\n",
+    );
+    assert_refused(
+        check(&sb, &["--config", file.to_str().unwrap()], &[]),
+        &["c.yaml:2: sts.endpoint_url", "https://"],
+        "in the file",
+    );
+    for url in [
+        "http://127.0.0.1:5000",
+        "http://127.8.9.10",
+        "http://localhost:5000/",
+        "http://[::1]:5000",
+        "https://sts.example.com",
+    ] {
+        let (code, stderr) = check(&sb, &["--sts-endpoint-url", url], &[]);
+        assert_eq!(code, Some(0), "{url}: {stderr}");
+    }
+    let remote = ["--sts-endpoint-url", "http://10.0.0.5:5000"];
+    let flag = [&remote[..], &["--sts-allow-insecure-endpoint"]].concat();
+    assert_eq!(check(&sb, &flag, &[]).0, Some(0), "the flag");
+    let variable = [("ROLERELAY_STS_ALLOW_INSECURE_ENDPOINT", "true")];
+    assert_eq!(check(&sb, &remote, &variable).0, Some(0), "the variable");
+    let off = [("ROLERELAY_STS_ALLOW_INSECURE_ENDPOINT", "false")];
+    assert_eq!(check(&sb, &remote, &off).0, Some(2), "the variable, false");
+    let allowed = sb.write(
+        "allowed.yaml",
+        "sts:\n  endpoint_url: http://sts.example.com\n  allow_insecure_endpoint: true\n",
+    );
+    assert_eq!(
+        check(&sb, &["--config", allowed.to_str().unwrap()], &[]).0,
+        Some(0),
+        "the key"
+    );
+}

@@ -77,6 +77,8 @@ pub struct StsConfig {
     pub region: String,
     /// Endpoint override (VPC endpoint, FIPS, or a local STS). Default: none.
     pub endpoint_url: Option<String>,
+    /// Allow a plain `http://` endpoint on a host that is not loopback. Default false.
+    pub allow_insecure_endpoint: bool,
 }
 
 /// `source:` — the sidecar's own credentials.
