@@ -350,3 +350,83 @@ fn plain_http_to_sts_is_refused_unless_the_host_is_loopback_or_it_is_allowed() {
         "the key"
     );
 }
+
+#[test]
+fn process_command_and_app_directory_with_line_breaks_or_brackets_are_refused() {
+    let sb = Sandbox::new();
+    let cases = [
+        (
+            "process_command: \"cat {dir}/{role}.json\\ncredential_process = touch /tmp/x\"",
+            "outputs.process_command",
+        ),
+        (
+            "process_command: \"cat {dir}/{role}.json\\r[default]\"",
+            "outputs.process_command",
+        ),
+        (
+            "process_command: \"cat [x]/{role}.json\"",
+            "outputs.process_command",
+        ),
+        (
+            "process_command: \"cat '{dir}/{role}.json\"",
+            "outputs.process_command",
+        ),
+        (
+            "app_directory: \"/mnt/creds\\n[profile evil]\"",
+            "outputs.app_directory",
+        ),
+        ("app_directory: \"/mnt/[creds]\"", "outputs.app_directory"),
+    ];
+    for (line, key) in cases {
+        let file = sb.write("c.yaml", &format!("outputs:\n  {line}\n"));
+        assert_refused(
+            check(&sb, &["--config", file.to_str().unwrap()], &[]),
+            &[&format!("c.yaml:2: {key}")],
+            line,
+        );
+    }
+    assert_refused(
+        check(&sb, &["--app-dir", "/mnt/creds\n[profile evil]"], &[]),
+        &["--app-dir (or ROLERELAY_APP_DIR)"],
+        "the flag",
+    );
+    assert_refused(
+        check(&sb, &["--output-dir", "/mnt/creds\n[profile evil]"], &[]),
+        &["--output-dir (or ROLERELAY_OUTPUT_DIR)", "app_directory"],
+        "the directory, which is {dir} without app_directory",
+    );
+}
+
+#[test]
+fn an_app_directory_with_a_space_works_with_the_real_aws_cli_and_sh() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let out = sb.path("my creds");
+    let mut once = sb.once_one(ROLE, &moto.url, &out);
+    once.arg("--app-dir").arg(&out);
+    let (status, _, stderr) = run(once);
+    assert!(status.success(), "{stderr}");
+    let config = out.join("config");
+    // The AWS CLI (botocore) splits the line with Python's shlex.split.
+    let arn = sb.caller_arn(
+        &moto,
+        &["--profile", "a"],
+        &[("AWS_CONFIG_FILE", config.to_str().unwrap())],
+    );
+    assert!(
+        arn.starts_with("arn:aws:sts::111111111111:assumed-role/RoleForB/"),
+        "{arn}"
+    );
+    // The Go, JavaScript and Rust SDKs run it with `sh -c`.
+    let text = fs::read_to_string(&config).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("credential_process = "))
+        .unwrap();
+    let printed = sb.command("sh").args(["-c", line]).output().unwrap();
+    assert!(printed.status.success(), "{line}");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&printed.stdout).unwrap(),
+        process_json(&out, "a")
+    );
+}

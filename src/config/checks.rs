@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::rules::{
-    is_external_id_char, is_sts_char, unknown_placeholder, EXTERNAL_ID_PUNCTUATION,
-    MAX_SESSION_DURATION, MIN_SESSION_DURATION, ONE_HOUR, STS_PUNCTUATION,
+    breaks_an_ini_line, is_external_id_char, is_sts_char, unknown_placeholder,
+    EXTERNAL_ID_PUNCTUATION, MAX_SESSION_DURATION, MIN_SESSION_DURATION, ONE_HOUR, STS_PUNCTUATION,
 };
 use super::values::HumanDuration;
 
@@ -150,7 +150,9 @@ pub fn session_tag(key: &str, value: &str) -> Result<(), String> {
     }
 }
 
-/// `outputs.process_command`: not blank, and only the placeholders the INI writer fills in.
+/// `outputs.process_command`: not blank, one line of `config` with no `[` or `]`, every quote
+/// closed (so that the filled-in values stay one word each), and only the placeholders the INI
+/// writer fills in.
 pub fn process_command(command: &str) -> Result<(), String> {
     if let Some(unknown) = unknown_placeholder(command, &["dir", "role"]) {
         return Err(format!(
@@ -158,9 +160,34 @@ pub fn process_command(command: &str) -> Result<(), String> {
             unknown.name
         ));
     }
+    if command.chars().any(breaks_an_ini_line) {
+        return Err(
+            "process_command has a control character, a line break or '[' or ']', which would \
+             change the `config` file around it: write one command line without them"
+                .into(),
+        );
+    }
+    if let Some(quote) = crate::shell::unclosed_quote(command) {
+        return Err(format!(
+            "process_command leaves a {quote} quote open: close it (rolerelay quotes {{dir}} itself)"
+        ));
+    }
     (!command.trim().is_empty())
         .then_some(())
         .ok_or_else(|| "process_command is empty".to_string())
+}
+
+/// A directory that becomes `{dir}` in the `credential_process` lines of `config` (`key` names
+/// it): spaces and shell characters are quoted there, but a line break or `[`/`]` would change
+/// the file around the line.
+pub fn directory_in_config(directory: &str, key: &str) -> Result<(), String> {
+    if directory.chars().any(breaks_an_ini_line) {
+        return Err(format!(
+            "{key} has a control character, a line break or '[' or ']', which would change the \
+             `config` file it is written into: use a path without them"
+        ));
+    }
+    Ok(())
 }
 
 /// A fixed file of the output directory: a plain name in it, and not one of the `.rolerelay-*`

@@ -61,6 +61,24 @@ fn config_ini_matches_golden() {
 }
 
 #[test]
+fn config_ini_keeps_a_directory_with_spaces_or_quotes_one_word() {
+    let roles = [name("a")];
+    let render = |command: &str, dir: &str| {
+        ini::render_config(&roles, command, Path::new(dir), "eu-west-1", None)
+    };
+    let text = render("cat {dir}/{role}.json", "/mnt/my creds");
+    assert!(
+        text.contains("credential_process = cat '/mnt/my creds'/a.json\n"),
+        "{text}"
+    );
+    let text = render("cat \"{dir}/{role}.json\"", "/mnt/it's");
+    assert!(
+        text.contains("credential_process = cat \"\"'/mnt/it'\"'\"'s'\"/a.json\"\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn process_json_and_env_match_golden() {
     assert_eq!(process_json::render(&creds('A')), golden("account-a.json"));
     assert_eq!(env::render(&creds('A')), golden("account-a.env"));
