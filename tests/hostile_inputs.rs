@@ -6,6 +6,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -429,4 +430,45 @@ fn an_app_directory_with_a_space_works_with_the_real_aws_cli_and_sh() {
         serde_json::from_slice::<serde_json::Value>(&printed.stdout).unwrap(),
         process_json(&out, "a")
     );
+}
+
+#[test]
+fn file_modes_that_let_others_in_or_the_group_write_are_refused() {
+    let sb = Sandbox::new();
+    for mode in ["0644", "0604", "0660", "0641", "0620", "0601"] {
+        assert_refused(
+            check(&sb, &["--file-mode", mode], &[]),
+            &["--file-mode (or ROLERELAY_FILE_MODE)", mode, "\"0640\""],
+            mode,
+        );
+    }
+    let file = sb.write("c.yaml", "outputs:\n  file_mode: \"0644\"\n");
+    assert_refused(
+        check(&sb, &["--config", file.to_str().unwrap()], &[]),
+        &["c.yaml:2: outputs.file_mode", "\"0600\""],
+        "in the file",
+    );
+    for mode in ["0640", "0600", "0440", "0400"] {
+        let (code, stderr) = check(&sb, &["--file-mode", mode], &[]);
+        assert_eq!(code, Some(0), "{mode}: {stderr}");
+    }
+}
+
+/// The umask the sandbox's commands run with.
+fn umask(sb: &Sandbox) -> u32 {
+    let out = sb.command("sh").args(["-c", "umask"]).output().unwrap();
+    u32::from_str_radix(String::from_utf8(out.stdout).unwrap().trim(), 8).unwrap()
+}
+
+#[test]
+fn the_output_directory_is_created_without_access_for_other_users() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let out = sb.path("volume/out");
+    let (status, _, stderr) = run(sb.once_one(ROLE, &moto.url, &out));
+    assert!(status.success(), "{stderr}");
+    for dir in [&out, &sb.path("volume")] {
+        let mode = fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o750 & !umask(&sb), "{}: {mode:o}", dir.display());
+    }
 }

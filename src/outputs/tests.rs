@@ -166,6 +166,10 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
     assert!(std::fs::read_to_string(dir.join("config"))
         .unwrap()
         .contains("[profile b]"));
+    for created in [&dir, &tmp.path().join("new")] {
+        let mode = std::fs::metadata(created).unwrap().permissions().mode();
+        assert_eq!(mode & 0o007, 0, "nothing for other users: {mode:o}");
+    }
 
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
