@@ -472,3 +472,38 @@ fn the_output_directory_is_created_without_access_for_other_users() {
         assert_eq!(mode, 0o750 & !umask(&sb), "{}: {mode:o}", dir.display());
     }
 }
+
+#[test]
+fn credential_process_refuses_a_role_that_is_not_a_role_name() {
+    let sb = Sandbox::new();
+    let later = humantime::format_rfc3339_seconds(now() + Duration::from_secs(3600));
+    // A file outside the directory, where `--role ../x` would point.
+    sb.write(
+        "x.json",
+        &format!(
+            "{{\"Version\":1,\"AccessKeyId\":\"ASIAQWERTYUIOPASDFGH\",\"SecretAccessKey\":\"c2VjcmV0c2VjcmV0\",\
+             \"SessionToken\":\"dG9rZW50b2tlbg==\",\"Expiration\":\"{later}\"}}"
+        ),
+    );
+    fs::create_dir(sb.path("out")).unwrap();
+    fs::copy(sb.path("x.json"), sb.path("out/x.json")).unwrap();
+    let credential_process = |role: &str| {
+        let mut c = sb.rolerelay();
+        c.args(["credential-process", "--role", role, "--dir"])
+            .arg(sb.path("out"));
+        run(c)
+    };
+    for role in ["../x", "a b", "x/../x", "", "x\n"] {
+        let (status, stdout, stderr) = credential_process(role);
+        assert_eq!(status.code(), Some(2), "{role:?}: {stderr}");
+        assert!(stdout.is_empty(), "{role:?}: nothing printed: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{role:?}: one line: {stderr}");
+        assert!(
+            stderr.contains("--role (or ROLERELAY_ROLE)") && stderr.contains("role name"),
+            "{role:?}: {stderr}"
+        );
+    }
+    let (status, stdout, stderr) = credential_process("x");
+    assert!(status.success(), "a role name still works: {stderr}");
+    assert!(stdout.contains("ASIAQWERTYUIOPASDFGH"));
+}

@@ -173,7 +173,7 @@ impl Outputs {
                 .file_name(role.as_str())
                 .map(|name| dir.join(name));
             let present = json.is_some_and(|path| path.exists());
-            if present && process_json::read_current(dir, role.as_str(), now).is_err() {
+            if present && process_json::read_current(dir, role, now).is_err() {
                 writer.remove_role_files(role);
                 removed += 1;
             }
