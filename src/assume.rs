@@ -11,7 +11,7 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use aws_sdk_sts::Client;
 
-use crate::config::{RoleArn, RoleConfig, ONE_HOUR};
+use crate::config::{one_line, RoleArn, RoleConfig, MAX_SESSION_DURATION, ONE_HOUR};
 use crate::credentials::{Credentials, Secret};
 
 /// Intermediate hops of a chain live only long enough to assume the next hop.
@@ -135,14 +135,19 @@ impl AssumeError {
                 );
             };
             let kind = ErrorKind::from_code(code);
-            let mut message = format!("{code}: {}", error.message().unwrap_or("(no message)"));
+            // STS's words go to logs and /status: they must not start a line of their own.
+            let code = one_line(code);
+            let mut message = format!(
+                "{code}: {}",
+                one_line(error.message().unwrap_or("(no message)"))
+            );
             if kind == ErrorKind::AccessDenied {
                 message.push_str(&format!(
                     " (check that the trust policy of {arn} trusts this sidecar's principal, with the right ExternalId, \
                      and that the principal's own policy allows sts:AssumeRole on it)"
                 ));
             }
-            return AssumeError::new(kind, Some(code.to_string()), message);
+            return AssumeError::new(kind, Some(code), message);
         }
         if let SdkError::ResponseError(_) = err {
             // The reply's content is not quoted: a truncated AssumeRole reply holds a secret.
@@ -330,42 +335,62 @@ impl Assumer {
             Ok(Err(e)) => return Err(AssumeError::from_sdk(&e, arn.as_str())),
             Ok(Ok(output)) => output,
         };
-        let issued = now();
-        let malformed = |what: &str| {
-            AssumeError::new(
-                ErrorKind::Other,
-                None,
-                format!("STS answered without {what}"),
-            )
-        };
-        let returned = output.credentials.ok_or_else(|| malformed("Credentials"))?;
-        let expiration = SystemTime::try_from(returned.expiration)
-            .map_err(|_| malformed("a valid Expiration"))?;
-        if returned.access_key_id.is_empty()
-            || returned.secret_access_key.is_empty()
-            || returned.session_token.is_empty()
-        {
-            return Err(malformed("a complete key, secret and session token"));
-        }
-        if expiration <= issued {
-            return Err(AssumeError::new(
-                ErrorKind::Other,
-                None,
-                format!(
-                    "STS returned credentials that expire at {}, already past: check this machine's clock",
-                    crate::credentials::rfc3339(expiration)
-                ),
-            ));
-        }
-        Ok(Credentials {
-            access_key_id: returned.access_key_id,
-            secret_access_key: Secret::new(returned.secret_access_key),
-            session_token: Secret::new(returned.session_token),
-            expiration,
-            issued,
-            role_arn: arn.to_string(),
-        })
+        credentials_from(output.credentials, arn, now())
     }
+}
+
+/// An answer longer than STS grants is not believed; this much is allowed for the clocks of STS
+/// and this machine to differ.
+const CLOCK_SLACK: Duration = Duration::from_secs(3600);
+
+/// The credentials of an AssumeRole reply received at `issued`, checked before anything uses
+/// them: complete, shaped like what AWS issues (so that no value can break out of a file it is
+/// written into), and expiring after `issued` but not later than STS can grant. A reply that
+/// fails is kind `other`, and its values are never quoted.
+fn credentials_from(
+    returned: Option<aws_sdk_sts::types::Credentials>,
+    arn: &RoleArn,
+    issued: SystemTime,
+) -> Result<Credentials, AssumeError> {
+    let refused = |message: String| AssumeError::new(ErrorKind::Other, None, message);
+    let malformed = |what: &str| refused(format!("STS answered without {what}"));
+    let returned = returned.ok_or_else(|| malformed("Credentials"))?;
+    let expiration =
+        SystemTime::try_from(returned.expiration).map_err(|_| malformed("a valid Expiration"))?;
+    if returned.access_key_id.is_empty()
+        || returned.secret_access_key.is_empty()
+        || returned.session_token.is_empty()
+    {
+        return Err(malformed("a complete key, secret and session token"));
+    }
+    let credentials = Credentials {
+        access_key_id: returned.access_key_id,
+        secret_access_key: Secret::new(returned.secret_access_key),
+        session_token: Secret::new(returned.session_token),
+        expiration,
+        issued,
+        role_arn: arn.to_string(),
+    };
+    if let Err(part) = credentials.check_shape() {
+        return Err(refused(format!(
+            "STS returned {part}; refused, nothing written (a rogue or intercepted STS? check sts.endpoint_url)"
+        )));
+    }
+    if expiration <= issued {
+        return Err(refused(format!(
+            "STS returned credentials that expire at {}, already past: check this machine's clock",
+            crate::credentials::rfc3339(expiration)
+        )));
+    }
+    if expiration > issued + MAX_SESSION_DURATION + CLOCK_SLACK {
+        return Err(refused(format!(
+            "STS returned credentials that expire at {}, later than the {} STS grants: \
+             check this machine's clock, and sts.endpoint_url",
+            crate::credentials::rfc3339(expiration),
+            crate::config::HumanDuration(MAX_SESSION_DURATION)
+        )));
+    }
+    Ok(credentials)
 }
 
 /// A client like `base` that signs with `creds` instead of the source credentials.
@@ -418,6 +443,62 @@ mod tests {
         let labels: std::collections::HashSet<_> =
             every_kind.iter().map(|k| k.metric_label()).collect();
         assert_eq!(labels.len(), 7);
+    }
+
+    /// An AssumeRole reply's credentials, expiring `lifetime` after the epoch.
+    fn reply(key: &str, token: &str, lifetime: Duration) -> aws_sdk_sts::types::Credentials {
+        aws_sdk_sts::types::Credentials::builder()
+            .access_key_id(key)
+            .secret_access_key("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+            .session_token(token)
+            .expiration(aws_sdk_sts::primitives::DateTime::from(
+                SystemTime::UNIX_EPOCH + lifetime,
+            ))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn replies_are_believed_only_when_well_formed_and_within_what_sts_grants() {
+        let arn: RoleArn = "arn:aws:iam::111111111111:role/R".parse().unwrap();
+        let key = "ASIAQWERTYUIOPASDFGH";
+        let token = "FQoGZXIvYXdzEBYaDgoodtoken";
+        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let hour = Duration::from_secs(3600);
+        let ok = credentials_from(Some(reply(key, token, hour)), &arn, at(0)).unwrap();
+        assert_eq!(ok.access_key_id, key);
+        assert_eq!(ok.issued, at(0));
+        let twelve_hours = reply(key, token, 12 * hour);
+        assert!(credentials_from(Some(twelve_hours), &arn, at(1)).is_ok());
+
+        let refusals = [
+            (None, at(0), "without Credentials"),
+            (Some(reply(key, token, hour)), at(3600), "already past"),
+            (
+                Some(reply(key, token, 14 * hour)),
+                at(0),
+                "later than the 12h",
+            ),
+            (
+                Some(reply("ASIA\nFORGED-LINE", token, hour)),
+                at(0),
+                "an access key id",
+            ),
+            (
+                Some(reply(key, "FQoGZXIvYXdzEBYaD\n[default]", hour)),
+                at(0),
+                "a session token",
+            ),
+        ];
+        for (returned, issued, why) in refusals {
+            let e = credentials_from(returned, &arn, issued).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Other, "{why}");
+            assert!(e.message.contains(why), "{why}: {e}");
+            assert!(
+                !e.message.contains("FORGED") && !e.message.contains("[default]"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

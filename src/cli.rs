@@ -52,7 +52,7 @@ pub struct OnceArgs {
 /// Arguments of `credential-process`.
 #[derive(Debug, Args)]
 pub struct CredentialProcessArgs {
-    /// The role's name.
+    /// The role's name ([A-Za-z0-9_-], as in the configuration).
     #[arg(long, env = "ROLERELAY_ROLE", value_name = "NAME")]
     pub role: String,
     /// The output directory holding `<role>.json`.

@@ -1,6 +1,7 @@
 //! Temporary credentials and the `Secret` type that keeps their secret parts out of every print.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -96,6 +97,59 @@ impl Credentials {
     pub fn is_valid_at(&self, now: SystemTime) -> bool {
         self.expiration > now
     }
+
+    /// Checks that each part has the shape AWS gives it, so that none can end a line, a quote or
+    /// a section of a file it is written into (or of a log line): an access key id of
+    /// [`ACCESS_KEY_ID_LENGTH`] upper-case letters and digits, and a secret key and session token
+    /// of base64 characters (letters, digits, `+/=`) of a plausible length.
+    pub fn check_shape(&self) -> Result<(), Malformed> {
+        let key = &self.access_key_id;
+        if !ACCESS_KEY_ID_LENGTH.contains(&key.len())
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            return Err(Malformed::AccessKeyId);
+        }
+        if !is_base64_like(self.secret_access_key.expose(), &SECRET_ACCESS_KEY_LENGTH) {
+            return Err(Malformed::SecretAccessKey);
+        }
+        if !is_base64_like(self.session_token.expose(), &SESSION_TOKEN_LENGTH) {
+            return Err(Malformed::SessionToken);
+        }
+        Ok(())
+    }
+}
+
+/// The lengths of an access key id that IAM documents.
+pub const ACCESS_KEY_ID_LENGTH: RangeInclusive<usize> = 16..=128;
+/// The lengths accepted for a secret access key (AWS issues 40 characters).
+pub const SECRET_ACCESS_KEY_LENGTH: RangeInclusive<usize> = 16..=128;
+/// The lengths accepted for a session token (AWS documents no maximum; session tags and policies
+/// make it grow to a few kilobytes).
+pub const SESSION_TOKEN_LENGTH: RangeInclusive<usize> = 16..=16_384;
+
+/// Letters, digits and `+/=` only, with a length in `lengths`.
+fn is_base64_like(value: &str, lengths: &RangeInclusive<usize>) -> bool {
+    lengths.contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}
+
+/// The part of a set of credentials that is not shaped like what AWS issues. It names the part
+/// and the rule, never the value (a secret, or text meant to mislead whoever reads it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// Not [`ACCESS_KEY_ID_LENGTH`] characters of A-Z and 0-9.
+    #[error("an access key id that is not 16 to 128 characters of A-Z and 0-9")]
+    AccessKeyId,
+    /// Not [`SECRET_ACCESS_KEY_LENGTH`] characters of letters, digits and `+/=`.
+    #[error("a secret access key that is not 16 to 128 characters of letters, digits and +/=")]
+    SecretAccessKey,
+    /// Not [`SESSION_TOKEN_LENGTH`] characters of letters, digits and `+/=`.
+    #[error("a session token that is not 16 to 16384 characters of letters, digits and +/=")]
+    SessionToken,
 }
 
 /// `Expiration` as AWS tools write it: RFC 3339, UTC, whole seconds (`2026-11-28T10:00:00Z`).
@@ -121,6 +175,78 @@ mod tests {
         assert!(printed.contains("ASIAEXAMPLE"));
         assert!(!printed.contains("wJalrXUtnFEMI"), "{printed}");
         assert!(!printed.contains("FQoGZXIvYXCUm8"), "{printed}");
+    }
+
+    fn shaped(key: &str, secret: &str, token: &str) -> Result<(), Malformed> {
+        Credentials {
+            access_key_id: key.into(),
+            secret_access_key: Secret::new(secret),
+            session_token: Secret::new(token),
+            expiration: SystemTime::UNIX_EPOCH,
+            issued: SystemTime::UNIX_EPOCH,
+            role_arn: "arn:aws:iam::111111111111:role/R".into(),
+        }
+        .check_shape()
+    }
+
+    #[test]
+    fn only_parts_shaped_like_what_aws_issues_pass() {
+        let key = "ASIAQWERTYUIOPASDFGH";
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let token = "IQoJb3JpZ2luX2VjEK7//////////wEaCXVzLWVhc3QtMSJHMEUCIQ+==";
+        assert_eq!(shaped(key, secret, token), Ok(()));
+        assert_eq!(shaped(&"A".repeat(16), secret, &"t".repeat(16_384)), Ok(()));
+        for bad_key in [
+            "",
+            "ASIA12345678901",
+            "asiaqwertyuiopasdfgh",
+            "ASIAQWERTYUIOPASDFGH\nFORGED",
+            "ASIAQWERTYUIOPASDFG ",
+            &"A".repeat(129),
+        ] {
+            assert_eq!(
+                shaped(bad_key, secret, token),
+                Err(Malformed::AccessKeyId),
+                "{bad_key:?}"
+            );
+        }
+        for bad in [
+            "short",
+            "wJalrXUtnFEMI'K7MDENG",
+            "wJalrXUtnFEMI K7MDENG",
+            "wJalrXUtnFEMI-K7MDENG",
+        ] {
+            assert_eq!(
+                shaped(key, bad, token),
+                Err(Malformed::SecretAccessKey),
+                "{bad:?}"
+            );
+        }
+        for bad in [
+            "FQoGZXIvYXdzEBYaD\nAWS_PWN=$(touch x)",
+            "FQoGZXIvYXdzEBYaD[default]",
+            "c2hvcnQ=",
+            &"t".repeat(16_385),
+        ] {
+            assert_eq!(
+                shaped(key, secret, bad),
+                Err(Malformed::SessionToken),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_part_is_named_without_its_value() {
+        let refused = shaped(
+            "ASIAQWERTYUIOPASDFGH",
+            "wJalrXUtnFEMI'K7MDENG'x",
+            "tokentokentokentoken",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("secret access key"), "{refused}");
+        assert!(!refused.contains("wJalrXUtnFEMI"), "{refused}");
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! - [`schedule`] — when to refresh and when to retry: pure functions of time.
 //! - [`state`] — what every role has now: written by the loops, read by outputs and HTTP.
 //! - [`outputs`] — the files of the shared volume (one module per format), written atomically.
+//! - [`shell`] — shell-style quoting of the values written into `<role>.env` and
+//!   `credential_process` lines.
 //! - [`metrics`] — every Prometheus metric, in an owned registry, recorded through intent methods.
 //! - [`context`] — what the refresh loops share: state, outputs, metrics, STS, clock.
 //! - [`refresher`] — one role's loop: assume, publish, sleep until the next refresh.
@@ -45,6 +47,7 @@ pub mod outputs;
 pub mod refresher;
 pub mod reload;
 pub mod schedule;
+pub mod shell;
 pub mod source;
 pub mod state;
 #[cfg(test)]

@@ -4,11 +4,11 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rolerelay::cli::{Cli, Command, HealthcheckArgs};
-use rolerelay::config::{Config, ConfigArgs};
+use rolerelay::cli::{Cli, Command, CredentialProcessArgs, HealthcheckArgs};
+use rolerelay::config::{Config, ConfigArgs, RoleName};
 use rolerelay::{app, clock, doctor, healthcheck, logging, outputs};
 
-/// Exit code for an invalid configuration.
+/// Exit code for an invalid configuration or argument.
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
@@ -73,17 +73,28 @@ fn main() -> ExitCode {
             Err(e) => config_error(e),
         },
         Command::Healthcheck(args) => healthcheck(&args),
-        Command::CredentialProcess(args) => {
-            match outputs::process_json::read_current(&args.dir, &args.role, clock::now()) {
-                Ok(text) => {
-                    print_out(&text);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("rolerelay credential-process: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::CredentialProcess(args) => credential_process(&args),
+    }
+}
+
+/// `credential-process`: prints the role's current `<role>.json`; exit 1 if it is missing or
+/// expired, 2 if `--role` is not a role name (which could name a file outside the directory).
+fn credential_process(args: &CredentialProcessArgs) -> ExitCode {
+    let role: RoleName = match args.role.parse() {
+        Ok(role) => role,
+        Err(e) => {
+            eprintln!("rolerelay credential-process: --role (or ROLERELAY_ROLE): {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match outputs::process_json::read_current(&args.dir, &role, clock::now()) {
+        Ok(text) => {
+            print_out(&text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rolerelay credential-process: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -173,8 +173,8 @@ impl FakeSts {
 fn credentials(number: usize, expiration: SystemTime) -> HttpResponse {
     let body = format!(
         "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
-         <Credentials><AccessKeyId>ASIAFAKE{number:012}</AccessKeyId><SecretAccessKey>fake-secret-{number}</SecretAccessKey>\
-         <SessionToken>fake-token-{number}</SessionToken><Expiration>{}</Expiration></Credentials>\
+         <Credentials><AccessKeyId>ASIAFAKE{number:012}</AccessKeyId><SecretAccessKey>fakeSecretKey{number:012}</SecretAccessKey>\
+         <SessionToken>fakeSessionToken{number:012}</SessionToken><Expiration>{}</Expiration></Credentials>\
          <AssumedRoleUser><AssumedRoleId>AROAFAKE:s</AssumedRoleId><Arn>arn:aws:sts::111111111111:assumed-role/R/s</Arn></AssumedRoleUser>\
          </AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>",
         rfc3339(expiration)

@@ -238,7 +238,7 @@ proptest! {
                 prop_assert!(c.refresh.jitter >= 0.0 && c.refresh.jitter < 1.0);
                 prop_assert!(c.refresh.concurrency >= 1);
                 prop_assert!(c.refresh.backoff_max >= c.refresh.backoff_initial);
-                prop_assert!(c.outputs.file_mode.0 & 0o002 == 0);
+                prop_assert!(c.outputs.file_mode.0 & 0o027 == 0, "nothing for others, no group write");
                 prop_assert!(!c.roles.is_empty());
                 for r in &c.roles {
                     prop_assert!(r.duration.0 > c.refresh.min_remaining.0);

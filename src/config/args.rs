@@ -55,6 +55,16 @@ pub struct ConfigArgs {
     /// STS endpoint URL (sts.endpoint_url): a VPC or FIPS endpoint, or a local STS for testing.
     #[arg(long, env = "ROLERELAY_STS_ENDPOINT_URL", value_name = "URL")]
     pub sts_endpoint_url: Option<String>,
+    /// Allow a plain http:// STS endpoint on a host that is not loopback
+    /// (sts.allow_insecure_endpoint). Default: false.
+    #[arg(
+        long,
+        env = "ROLERELAY_STS_ALLOW_INSECURE_ENDPOINT",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub sts_allow_insecure_endpoint: Option<String>,
     /// Named profile for the source credentials (source.profile). Default: the default chain.
     #[arg(long, env = "ROLERELAY_SOURCE_PROFILE", value_name = "PROFILE")]
     pub source_profile: Option<String>,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::rules::{
-    is_external_id_char, is_sts_char, unknown_placeholder, EXTERNAL_ID_PUNCTUATION,
-    MAX_SESSION_DURATION, MIN_SESSION_DURATION, ONE_HOUR, STS_PUNCTUATION,
+    breaks_an_ini_line, is_external_id_char, is_sts_char, unknown_placeholder,
+    EXTERNAL_ID_PUNCTUATION, MAX_SESSION_DURATION, MIN_SESSION_DURATION, ONE_HOUR, STS_PUNCTUATION,
 };
 use super::values::HumanDuration;
 
@@ -20,13 +20,44 @@ pub fn region(region: &str) -> Result<(), String> {
         .ok_or_else(|| format!("region {region:?} is not a region name like us-east-1"))
 }
 
-/// `sts.endpoint_url`: an http(s) URL; plain http only makes sense for a local STS.
-pub fn endpoint_url(url: &str) -> Result<(), String> {
-    (url.starts_with("https://") || url.starts_with("http://"))
-        .then_some(())
-        .ok_or_else(|| {
-            format!("endpoint URL {url:?} must start with https:// (or http:// for a local STS)")
-        })
+/// `sts.endpoint_url`: an https URL, or plain http to a loopback host (a local STS for testing)
+/// unless `allow_insecure` says so: over plain http, anyone on the path reads the credentials
+/// STS returns, or returns their own.
+pub fn endpoint_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!(
+            "endpoint URL {url:?} must start with https:// (or http:// for a local STS)"
+        ));
+    };
+    if allow_insecure || is_loopback_host(url_host(rest)) {
+        return Ok(());
+    }
+    Err(format!(
+        "endpoint URL {url:?} is plain http to a host that is not loopback: the credentials STS returns \
+         would cross the network unencrypted, for anyone on the path to read or replace; use https://, \
+         or, if that path is trusted, set sts.allow_insecure_endpoint: true (--sts-allow-insecure-endpoint)"
+    ))
+}
+
+/// The host of a URL's rest after `scheme://`: without user info, port or brackets.
+fn url_host(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    }
+}
+
+/// `localhost`, or an address of 127.0.0.0/8 or `::1`.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `external_id`: what STS accepts as an ExternalId.
@@ -119,7 +150,9 @@ pub fn session_tag(key: &str, value: &str) -> Result<(), String> {
     }
 }
 
-/// `outputs.process_command`: not blank, and only the placeholders the INI writer fills in.
+/// `outputs.process_command`: not blank, one line of `config` with no `[` or `]`, every quote
+/// closed (so that the filled-in values stay one word each), and only the placeholders the INI
+/// writer fills in.
 pub fn process_command(command: &str) -> Result<(), String> {
     if let Some(unknown) = unknown_placeholder(command, &["dir", "role"]) {
         return Err(format!(
@@ -127,9 +160,34 @@ pub fn process_command(command: &str) -> Result<(), String> {
             unknown.name
         ));
     }
+    if command.chars().any(breaks_an_ini_line) {
+        return Err(
+            "process_command has a control character, a line break or '[' or ']', which would \
+             change the `config` file around it: write one command line without them"
+                .into(),
+        );
+    }
+    if let Some(quote) = crate::shell::unclosed_quote(command) {
+        return Err(format!(
+            "process_command leaves a {quote} quote open: close it (rolerelay quotes {{dir}} itself)"
+        ));
+    }
     (!command.trim().is_empty())
         .then_some(())
         .ok_or_else(|| "process_command is empty".to_string())
+}
+
+/// A directory that becomes `{dir}` in the `credential_process` lines of `config` (`key` names
+/// it): spaces and shell characters are quoted there, but a line break or `[`/`]` would change
+/// the file around the line.
+pub fn directory_in_config(directory: &str, key: &str) -> Result<(), String> {
+    if directory.chars().any(breaks_an_ini_line) {
+        return Err(format!(
+            "{key} has a control character, a line break or '[' or ']', which would change the \
+             `config` file it is written into: use a path without them"
+        ));
+    }
+    Ok(())
 }
 
 /// A fixed file of the output directory: a plain name in it, and not one of the `.rolerelay-*`
@@ -208,6 +266,41 @@ pub fn at_least_one(count: &u64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_goes_only_to_loopback_unless_allowed() {
+        for url in [
+            "https://sts.example.com",
+            "https://10.0.0.5",
+            "http://127.0.0.1:5000",
+            "http://127.200.0.1/",
+            "http://LOCALHOST",
+            "http://localhost:5000/path?x=1",
+            "http://[::1]:5000",
+            "http://user@127.0.0.1:5000",
+        ] {
+            assert_eq!(endpoint_url(url, false), Ok(()), "{url}");
+        }
+        for url in [
+            "http://10.0.0.5:5000",
+            "http://sts.example.com",
+            "http://localhost@sts.example.com",
+            "http://127.0.0.1.sts.example.com",
+            "http://localhost.sts.example.com",
+            "http://[::ffff:10.0.0.5]",
+            "http://0.0.0.0:5000",
+        ] {
+            let err = endpoint_url(url, false).unwrap_err();
+            assert!(
+                err.contains("sts.allow_insecure_endpoint: true"),
+                "{url}: {err}"
+            );
+            assert_eq!(endpoint_url(url, true), Ok(()), "{url}, allowed");
+        }
+        assert!(endpoint_url("ftp://x", true)
+            .unwrap_err()
+            .contains("https://"));
+    }
 
     #[test]
     fn fractions_are_bounded() {

@@ -30,6 +30,7 @@ pub struct FileConfig {
 pub struct FileSts {
     pub region: Option<Spanned<String>>,
     pub endpoint_url: Option<Spanned<String>>,
+    pub allow_insecure_endpoint: Option<Spanned<bool>>,
 }
 
 /// `source:` as written.

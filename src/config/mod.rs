@@ -80,6 +80,8 @@ pub struct StsConfig {
     pub region: String,
     /// Endpoint override (VPC endpoint, FIPS, or a local STS). Default: none.
     pub endpoint_url: Option<String>,
+    /// Allow a plain `http://` endpoint on a host that is not loopback. Default false.
+    pub allow_insecure_endpoint: bool,
 }
 
 /// `source:` — the sidecar's own credentials.
@@ -259,8 +261,9 @@ impl Config {
     }
 }
 
-/// `text` with its control characters (newlines above all) escaped.
-fn one_line(text: &str) -> String {
+/// `text` with its control characters (newlines above all) escaped, so that text from outside
+/// (a file, an STS reply) cannot start a line of its own in an error or a log.
+pub fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() {

@@ -30,6 +30,13 @@ pub fn is_external_id_char(character: char) -> bool {
     character.is_ascii_alphanumeric() || EXTERNAL_ID_PUNCTUATION.contains(character)
 }
 
+/// Whether `character` may not go into a line of the `config` INI file: a control character
+/// (a line break above all) or a Unicode line separator would end the line, and `[` or `]` could
+/// be read as a section header.
+pub fn breaks_an_ini_line(character: char) -> bool {
+    character.is_control() || matches!(character, '\u{2028}' | '\u{2029}' | '[' | ']')
+}
+
 /// A `{...}` of a template that is not one of its placeholders.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UnknownPlaceholder<'t> {

@@ -354,6 +354,45 @@ fn cross_field_errors_say_what_to_change() {
 }
 
 #[test]
+fn values_written_into_config_cannot_break_its_lines() {
+    let cases = [
+        (r#"process_command: "cat {dir}/{role}.json\n[default]""#, "c.yaml:2: outputs.process_command: process_command has a control character"),
+        (r#"process_command: "cat {dir}/{role}.json\u2028x""#, "c.yaml:2: outputs.process_command: process_command has a control character"),
+        (r#"process_command: "[ -f {dir}/{role}.json ]""#, "c.yaml:2: outputs.process_command: process_command has a control character, a line break or '['"),
+        (r#"process_command: "cat \"{dir}/{role}.json""#, "c.yaml:2: outputs.process_command: process_command leaves a \" quote open"),
+        (r#"app_directory: "/mnt/a\tb""#, "c.yaml:2: outputs.app_directory: app_directory has a control character"),
+        (r#"app_directory: "/mnt/[a]""#, "c.yaml:2: outputs.app_directory: app_directory has a control character, a line break or '['"),
+        (r#"directory: "/mnt/a\rb""#, "c.yaml:2: outputs.directory: outputs.directory (the {dir} of `config`) has a control character"),
+    ];
+    for (line, expected) in cases {
+        let err = error(&format!("outputs:\n  {line}\n{MINIMAL}"));
+        assert!(
+            err.starts_with(expected),
+            "for {line}\n got: {err}\nwant: {expected}"
+        );
+        assert!(
+            !err.contains('\n') && !err.contains('\r'),
+            "one line: {err}"
+        );
+    }
+    // Spaces and quotes around {dir} are fine: the INI writer quotes the value.
+    for line in [
+        r#"app_directory: "/mnt/my creds""#,
+        r#"process_command: "cat '{dir}/{role}.json'""#,
+    ] {
+        assert!(
+            load(&format!("outputs:\n  {line}\n{MINIMAL}")).is_ok(),
+            "{line}"
+        );
+    }
+    // A directory with brackets is fine when the application sees the volume elsewhere.
+    assert!(load(&format!(
+        "outputs:\n  directory: /mnt/[a]\n  app_directory: /creds\n{MINIMAL}"
+    ))
+    .is_ok());
+}
+
+#[test]
 fn flag_errors_name_the_flag_and_its_variable() {
     let args = ConfigArgs {
         role_arn: Some("RoleForB".into()),

@@ -146,7 +146,8 @@ impl fmt::Display for RoleName {
     }
 }
 
-/// A Unix file mode written in octal, like `"0640"`.
+/// A Unix file mode written in octal, like `"0640"`: readable by the owner, writable by no one
+/// else, nothing for other users (the files hold credentials).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileMode(pub u32);
 
@@ -167,9 +168,16 @@ impl FromStr for FileMode {
                 "file mode {text:?} leaves the files unreadable by their owner: use e.g. \"0640\""
             ));
         }
-        if mode & 0o002 != 0 {
+        if mode & 0o007 != 0 {
             return Err(format!(
-                "file mode {text:?} lets anyone overwrite the credentials: use e.g. \"0640\""
+                "file mode {text:?} gives every user of the machine access to the credentials: \
+                 leave the last digit 0, like \"0640\" (the group reads) or \"0600\""
+            ));
+        }
+        if mode & 0o020 != 0 {
+            return Err(format!(
+                "file mode {text:?} lets the group overwrite the credentials: \
+                 use \"0640\" (the group reads) or \"0600\""
             ));
         }
         Ok(FileMode(mode))
@@ -425,7 +433,20 @@ mod tests {
             .parse::<FileMode>()
             .unwrap_err()
             .contains("unreadable"));
-        assert!("0666".parse::<FileMode>().unwrap_err().contains("anyone"));
+        for open_to_everyone in ["0666", "0644", "0604", "0641", "0642"] {
+            let err = open_to_everyone.parse::<FileMode>().unwrap_err();
+            assert!(
+                err.contains("every user") && err.contains("\"0640\""),
+                "{err}"
+            );
+        }
+        for group_writes in ["0660", "0620", "0670"] {
+            let err = group_writes.parse::<FileMode>().unwrap_err();
+            assert!(err.contains("the group overwrite"), "{err}");
+        }
+        for fine in ["0640", "0600", "0400", "0750", "0700"] {
+            assert!(fine.parse::<FileMode>().is_ok(), "{fine}");
+        }
         assert_eq!(FileMode(0o640).to_string(), "0640");
     }
 

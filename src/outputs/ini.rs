@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::RoleName;
 use crate::credentials::Credentials;
+use crate::shell;
 
 /// `credentials`: one `[<role>]` per role with valid credentials, and `[default]` for `default_role`.
 pub fn render_credentials(
@@ -33,7 +34,8 @@ pub fn render_credentials(
 }
 
 /// `config`: one `[profile <role>]` per role running `process_command`, with `region`, and
-/// `[default]` for `default_role`.
+/// `[default]` for `default_role`. `{dir}` (`app_dir`) and `{role}` are [`shell::fill`]ed in:
+/// quoted, shell-style, when they hold spaces or shell characters.
 pub fn render_config(
     roles: &[RoleName],
     process_command: &str,
@@ -48,9 +50,8 @@ pub fn render_config(
         .map(|name| (format!("profile {name}"), name))
         .chain(default_role.map(|name| ("default".to_string(), name)));
     for (section, name) in sections {
-        let command = process_command
-            .replace("{dir}", &dir)
-            .replace("{role}", name.as_str());
+        // Each value stays one word, however the SDK splits the line (shlex, or `sh -c`).
+        let command = shell::fill(process_command, &[("dir", &dir), ("role", name.as_str())]);
         let _ = write!(
             out,
             "\n[{section}]\ncredential_process = {command}\nregion = {region}\n"

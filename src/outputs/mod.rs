@@ -28,6 +28,11 @@ use crate::credentials::Secret;
 use crate::state::State;
 use writer::Writer;
 
+/// The mode of an output directory rolerelay creates (and of missing parents): the files in it
+/// hold credentials, so other users may not even list it; the group may, as `file_mode` lets it
+/// read them.
+pub const DIRECTORY_MODE: u32 = 0o750;
+
 /// One kind of file rolerelay writes. Its label is the `output` label of
 /// `rolerelay_output_write_errors_total` and the key of a role's write errors in `/status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -154,7 +159,10 @@ impl Outputs {
         let writer = self.lock();
         let dir = &writer.config.directory;
         if !dir.is_dir() {
-            DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(DIRECTORY_MODE)
+                .create(dir)?;
             if let Some(owner) = writer.config.owner {
                 std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid))?;
             }
@@ -165,7 +173,7 @@ impl Outputs {
                 .file_name(role.as_str())
                 .map(|name| dir.join(name));
             let present = json.is_some_and(|path| path.exists());
-            if present && process_json::read_current(dir, role.as_str(), now).is_err() {
+            if present && process_json::read_current(dir, role, now).is_err() {
                 writer.remove_role_files(role);
                 removed += 1;
             }

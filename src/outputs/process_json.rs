@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::RoleName;
 use crate::credentials::{rfc3339, Credentials};
 
 #[derive(Serialize)]
@@ -30,8 +31,9 @@ pub fn render(creds: &Credentials) -> String {
 }
 
 /// Reads `dir/<role>.json` for `rolerelay credential-process`: the text to print, if the file
-/// exists, parses, and has not expired at `now`. The error never contains the file's content.
-pub fn read_current(dir: &Path, role: &str, now: SystemTime) -> Result<String, String> {
+/// exists, parses, and has not expired at `now`. `role` is a [`RoleName`], so the file is in
+/// `dir`. The error never contains the file's content.
+pub fn read_current(dir: &Path, role: &RoleName, now: SystemTime) -> Result<String, String> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Check {
@@ -39,7 +41,7 @@ pub fn read_current(dir: &Path, role: &str, now: SystemTime) -> Result<String, S
         expiration: String,
     }
     let name = super::Output::ProcessJson
-        .file_name(role)
+        .file_name(role.as_str())
         .expect("a per-role output");
     let path = dir.join(name);
     let text = std::fs::read_to_string(&path)

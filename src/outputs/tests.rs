@@ -61,9 +61,61 @@ fn config_ini_matches_golden() {
 }
 
 #[test]
+fn config_ini_keeps_a_directory_with_spaces_or_quotes_one_word() {
+    let roles = [name("a")];
+    let render = |command: &str, dir: &str| {
+        ini::render_config(&roles, command, Path::new(dir), "eu-west-1", None)
+    };
+    let text = render("cat {dir}/{role}.json", "/mnt/my creds");
+    assert!(
+        text.contains("credential_process = cat '/mnt/my creds'/a.json\n"),
+        "{text}"
+    );
+    let text = render("cat \"{dir}/{role}.json\"", "/mnt/it's");
+    assert!(
+        text.contains("credential_process = cat \"\"'/mnt/it'\"'\"'s'\"/a.json\"\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn process_json_and_env_match_golden() {
     assert_eq!(process_json::render(&creds('A')), golden("account-a.json"));
     assert_eq!(env::render(&creds('A')), golden("account-a.env"));
+}
+
+#[test]
+fn the_env_file_is_inert_to_a_shell_whatever_a_value_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Values that STS replies are refused for, in case one ever slipped through.
+    let hostile = Credentials {
+        secret_access_key: Secret::new("x'$(touch pwned)'`touch pwned` \"$HOME\"\\"),
+        session_token: Secret::new("t\nAWS_PWN=$(touch pwned)\n[default]\n"),
+        ..creds('A')
+    };
+    let text = env::render(&hostile);
+    std::fs::write(tmp.path().join("a.env"), &text).unwrap();
+    let script = r#"set -a; . ./a.env; printf '%s\0' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$AWS_SESSION_TOKEN" "$AWS_CREDENTIAL_EXPIRATION" "${AWS_PWN-unset}""#;
+    let out = std::process::Command::new("env")
+        .args(["-i", "sh", "-c", script])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{text}");
+    assert!(!tmp.path().join("pwned").exists(), "{text}");
+    let vars = String::from_utf8(out.stdout).unwrap();
+    let values: Vec<&str> = vars.split_terminator('\0').collect();
+    assert_eq!(
+        values,
+        [
+            hostile.access_key_id.as_str(),
+            hostile.secret_access_key.expose(),
+            hostile.session_token.expose(),
+            "2026-11-28T11:00:00Z",
+            "unset",
+        ],
+        "every value round-trips exactly, and nothing else is set: {text}"
+    );
 }
 
 fn config(dir: &Path) -> OutputsConfig {
@@ -114,6 +166,10 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
     assert!(std::fs::read_to_string(dir.join("config"))
         .unwrap()
         .contains("[profile b]"));
+    for created in [&dir, &tmp.path().join("new")] {
+        let mode = std::fs::metadata(created).unwrap().permissions().mode();
+        assert_eq!(mode & 0o007, 0, "nothing for other users: {mode:o}");
+    }
 
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));

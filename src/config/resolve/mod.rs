@@ -207,17 +207,29 @@ impl Resolver<'_> {
             .or_else(|| self.env_value("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| Sourced::new("us-east-1".to_string(), "sts.region"))
             .check(|region| checks::region(region))?;
+        let allow_insecure_endpoint = self
+            .flag_file_or_default(
+                (
+                    "--sts-allow-insecure-endpoint",
+                    &args.sts_allow_insecure_endpoint,
+                ),
+                "sts.allow_insecure_endpoint",
+                &sts.allow_insecure_endpoint,
+                false,
+            )?
+            .value;
         let endpoint_url = self
             .flag_or_file(
                 ("--sts-endpoint-url", &args.sts_endpoint_url),
                 "sts.endpoint_url",
                 &sts.endpoint_url,
             )?
-            .map(|url| url.check(|url| checks::endpoint_url(url)))
+            .map(|url| url.check(|url| checks::endpoint_url(url, allow_insecure_endpoint)))
             .transpose()?;
         Ok(StsConfig {
             region,
             endpoint_url,
+            allow_insecure_endpoint,
         })
     }
 

@@ -18,8 +18,8 @@ impl Resolver<'_> {
         roles: &[RoleConfig],
     ) -> Result<OutputsConfig, ConfigError> {
         let args = self.args;
-        let directory = self.output_directory(outputs)?;
         let app_directory = self.app_directory(outputs)?;
+        let directory = self.output_directory(outputs, app_directory.is_none())?;
         let credentials_file = self.optional_file_name(
             "outputs.credentials_file",
             &outputs.credentials_file,
@@ -64,9 +64,14 @@ impl Resolver<'_> {
         })
     }
 
-    /// `outputs.directory`, made absolute: without `app_directory` it is the `{dir}` of the
-    /// `credential_process` lines, which the application runs from its own working directory.
-    fn output_directory(&self, outputs: &FileOutputs) -> Result<PathBuf, ConfigError> {
+    /// `outputs.directory`, made absolute: without `app_directory` (`is_dir`) it is the `{dir}`
+    /// of the `credential_process` lines, which the application runs from its own working
+    /// directory.
+    fn output_directory(
+        &self,
+        outputs: &FileOutputs,
+        is_dir: bool,
+    ) -> Result<PathBuf, ConfigError> {
         let directory = self.flag_file_or_default(
             ("--output-dir", &self.args.output_dir),
             "outputs.directory",
@@ -76,7 +81,15 @@ impl Resolver<'_> {
         if directory.value.is_empty() {
             return Err(directory.fail("outputs.directory is empty: give a directory path"));
         }
-        let path = PathBuf::from(directory.value);
+        let directory = if is_dir {
+            directory.check(|d| {
+                checks::directory_in_config(d, "outputs.directory (the {dir} of `config`)")
+                    .map_err(|e| format!("{e}, or set outputs.app_directory"))
+            })?
+        } else {
+            directory.value
+        };
+        let path = PathBuf::from(directory);
         Ok(std::path::absolute(&path).unwrap_or(path))
     }
 
@@ -91,7 +104,9 @@ impl Resolver<'_> {
             Some(directory) if !directory.value.starts_with('/') => Err(directory.fail(
                 "app_directory must be an absolute path: where the application container mounts the volume",
             )),
-            Some(directory) => Ok(Some(PathBuf::from(directory.value))),
+            Some(directory) => directory
+                .check(|d| checks::directory_in_config(d, "app_directory"))
+                .map(|d| Some(PathBuf::from(d))),
             None => Ok(None),
         }
     }
