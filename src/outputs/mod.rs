@@ -12,6 +12,7 @@ pub mod container;
 pub mod env;
 pub mod ini;
 pub mod process_json;
+mod read;
 mod writer;
 
 use std::fmt;
@@ -164,7 +165,8 @@ impl Outputs {
             let json = Output::ProcessJson
                 .file_name(role.as_str())
                 .map(|name| dir.join(name));
-            let present = json.is_some_and(|path| path.exists());
+            // Whatever is there, a link (dangling or not) included.
+            let present = json.is_some_and(|path| path.symlink_metadata().is_ok());
             if present && process_json::read_current(dir, role.as_str(), now).is_err() {
                 writer.remove_role_files(role);
                 removed += 1;
