@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use common::sidecar::Sidecar;
 use common::*;
 
+/// A refresh every second, failures retried within a second.
+const FAST: &str = "refresh:\n  max_interval: 1s\n  backoff_initial: 100ms\n  backoff_max: 1s\n";
+
 /// The memory a process may take: plenty for rolerelay, far less than reading a device would
 /// take; a read without a bound stops at it (a failed allocation) rather than at the machine's.
 const MEMORY_LIMIT: u64 = 256 << 20;
@@ -99,6 +102,13 @@ fn until_ready(sidecar: &Sidecar) {
     });
 }
 
+/// `rolerelay_output_write_errors_total` of role `a` and `output`.
+fn write_errors(sidecar: &Sidecar, output: &str) -> f64 {
+    sidecar.metric(&format!(
+        "rolerelay_output_write_errors_total{{output=\"{output}\",role=\"a\"}}"
+    ))
+}
+
 /// Whether `path` is a regular file (not following a link).
 fn is_regular_file(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
@@ -148,6 +158,53 @@ fn a_roles_json_linked_to_dev_zero_is_never_read() {
 }
 
 #[test]
+fn a_directory_named_like_a_temporary_file_is_left_alone_with_a_warning() {
+    let moto = Moto::start();
+    let (sb, out) = sandbox_with_out();
+    fs::create_dir_all(out.join(".rolerelay-tmp-x/inner")).unwrap();
+    let sidecar = start(&sb, &moto.url, "");
+    until_ready(&sidecar);
+    assert!(out.join(".rolerelay-tmp-x/inner").is_dir());
+    let logs = sidecar.running.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("\"WARN\"") && l.contains(".rolerelay-tmp-x")),
+        "a warning names it:\n{logs}"
+    );
+}
+
+#[test]
+fn directories_at_config_and_token_are_write_errors_retried_until_they_go() {
+    let moto = Moto::start();
+    let (sb, out) = sandbox_with_out();
+    for name in ["config", "token"] {
+        fs::create_dir_all(out.join(name).join("inner")).unwrap();
+    }
+    let sidecar = start(&sb, &moto.url, FAST);
+    until(
+        &sidecar,
+        "failed writes of config and the token, counted again and again",
+        Duration::from_secs(20),
+        || write_errors(&sidecar, "config") >= 2.0 && write_errors(&sidecar, "token") >= 2.0,
+    );
+    let (code, body) = sidecar.get("/readyz");
+    assert_eq!(code, 503);
+    assert!(body.contains("could not be written"), "{body}");
+    assert_eq!(sidecar.get("/healthz").0, 200);
+    assert!(is_regular_file(&out.join("a.json")), "the rest is written");
+
+    for name in ["config", "token"] {
+        fs::remove_dir_all(out.join(name)).unwrap();
+    }
+    until_ready(&sidecar);
+    assert!(fs::read_to_string(out.join("config"))
+        .unwrap()
+        .contains("[profile a]"));
+    let (code, _) = sidecar.credentials("a", Some(&sidecar.token()));
+    assert_eq!(code, 200, "the token file holds the endpoint's token");
+}
+
+#[test]
 fn credential_process_refuses_a_fifo_or_a_device_link_without_blocking_or_reading_it() {
     let (sb, out) = sandbox_with_out();
     let credential_process = |log: &str| {
@@ -170,4 +227,102 @@ fn credential_process_refuses_a_fifo_or_a_device_link_without_blocking_or_readin
     let (code, said) = credential_process("link.log");
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("symbolic link"), "{said}");
+}
+
+/// A tmpfs mounted for the test, unmounted when dropped. Needs root, as CI runs.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: PathBuf, options: &str) -> Tmpfs {
+        fs::create_dir_all(&path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "mounting a tmpfs needs root (scripts/test runs as root, as CI does)"
+        );
+        Tmpfs(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A file that takes every free block of its file system, kept open to take more as they free.
+struct Filler {
+    path: PathBuf,
+    file: fs::File,
+}
+
+impl Filler {
+    fn new(path: PathBuf) -> Filler {
+        let mut filler = Filler {
+            file: fs::File::create(&path).unwrap(),
+            path,
+        };
+        filler.fill();
+        filler
+    }
+
+    /// Takes what is free now (a rename can free a page after the last fill).
+    fn fill(&mut self) {
+        while std::io::Write::write_all(&mut self.file, &[0u8; 4096]).is_ok() {}
+    }
+
+    fn remove(self) {
+        fs::remove_file(&self.path).unwrap();
+    }
+}
+
+#[test]
+fn a_full_disk_at_start_leaves_the_old_files_serves_and_writes_once_space_returns() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let out = sb.path("out");
+    let _disk = Tmpfs::mount(out.clone(), "size=256k,mode=0755");
+    let (status, stdout, stderr) =
+        run(sb.once_one("arn:aws:iam::111111111111:role/a", &moto.url, &out));
+    assert!(status.success(), "{stdout}{stderr}");
+    let earlier = process_json(&out, "a")["AccessKeyId"].clone();
+    let mut filler = Filler::new(out.join("filler"));
+
+    let sidecar = start(&sb, &moto.url, FAST);
+    until(
+        &sidecar,
+        "failed writes of config, the token and the new credentials, and /readyz saying so",
+        Duration::from_secs(20),
+        || {
+            filler.fill();
+            let (code, body) = sidecar.get("/readyz");
+            ["config", "token", "process_json"]
+                .iter()
+                .all(|output| write_errors(&sidecar, output) >= 1.0)
+                && code == 503
+                && body.contains("could not be written")
+        },
+    );
+    assert_eq!(sidecar.get("/healthz").0, 200);
+    assert_eq!(
+        process_json(&out, "a")["AccessKeyId"],
+        earlier,
+        "the earlier run's file is intact"
+    );
+    let (status, body) = sidecar.get("/status");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"a\""), "{body}");
+
+    filler.remove();
+    until_ready(&sidecar);
+    assert!(fs::read_to_string(out.join("config"))
+        .unwrap()
+        .contains("[profile a]"));
+    let (code, _) = sidecar.credentials("a", Some(&sidecar.token()));
+    assert_eq!(code, 200, "the token file holds the endpoint's token");
+    assert_ne!(process_json(&out, "a")["AccessKeyId"], earlier);
 }

@@ -8,7 +8,7 @@
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Owner;
@@ -63,17 +63,42 @@ pub fn remove(dir: &Path, name: &str) -> io::Result<()> {
     }
 }
 
-/// Removes temporary files a killed process left in `dir`.
-pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
-    let mut removed = 0;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            fs::remove_file(entry.path())?;
-            removed += 1;
+/// Removes the temporary files a killed process left in `dir`; returns how many, and the entries
+/// left in place with why: anything under a temporary name that is not a regular file (a
+/// directory, a link, a FIFO, which rolerelay never makes) and a file that cannot be removed.
+/// Neither may stop the start: the names rolerelay writes next are new ones.
+pub fn remove_stale_temp_files(dir: &Path) -> (usize, Vec<(PathBuf, io::Error)>) {
+    let (mut removed, mut left) = (0, Vec::new());
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return (0, vec![(dir.to_path_buf(), e)]),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                left.push((dir.to_path_buf(), e));
+                continue;
+            }
+        };
+        if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        // The entry's own type: a link is not followed.
+        match entry.file_type() {
+            Ok(kind) if kind.is_file() => match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) => left.push((path, e)),
+            },
+            Ok(_) => left.push((
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file"),
+            )),
+            Err(e) => left.push((path, e)),
         }
     }
-    Ok(removed)
+    (removed, left)
 }
 
 #[cfg(test)]
@@ -179,7 +204,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(format!("{TEMP_PREFIX}x.json.1.1")), b"half").unwrap();
         fs::write(dir.path().join("keep"), b"").unwrap();
-        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        let (removed, left) = remove_stale_temp_files(dir.path());
+        assert_eq!((removed, left.len()), (1, 0));
         assert!(dir.path().join("keep").exists());
+    }
+
+    #[test]
+    fn what_is_not_a_file_under_a_temporary_name_is_left_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let planted = dir.path().join(format!("{TEMP_PREFIX}x"));
+        fs::create_dir_all(planted.join("inner")).unwrap();
+        let link = dir.path().join(format!("{TEMP_PREFIX}link"));
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        fs::write(dir.path().join("elsewhere"), b"kept").unwrap();
+        fs::write(dir.path().join(format!("{TEMP_PREFIX}f.1.1")), b"half").unwrap();
+        let (removed, mut left) = remove_stale_temp_files(dir.path());
+        left.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(removed, 1);
+        let paths: Vec<_> = left.iter().map(|(path, _)| path.clone()).collect();
+        assert_eq!(paths, [link.clone(), planted.clone()]);
+        assert!(left[0].1.to_string().contains("not a regular file"));
+        assert!(planted.join("inner").is_dir() && link.symlink_metadata().is_ok());
+        assert_eq!(fs::read(dir.path().join("elsewhere")).unwrap(), b"kept");
     }
 }

@@ -103,6 +103,17 @@ pub struct WriteFailure {
     pub error: io::Error,
 }
 
+/// What preparing the output directory did; see [`Outputs::blocking_prepare`].
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Temporary files of an earlier run, and role files expired or unreadable, removed.
+    pub removed: usize,
+    /// Entries left in place, each with why.
+    pub left: Vec<(PathBuf, io::Error)>,
+    /// The failed write of `config`, already recorded in every role's state.
+    pub failures: Vec<WriteFailure>,
+}
+
 /// Writes the outputs of every role.
 #[derive(Debug)]
 pub struct Outputs {
@@ -121,6 +132,7 @@ impl Outputs {
             closed: false,
             token: None,
             token_failed: false,
+            config_failed: false,
             config: config.clone(),
             region: region.to_string(),
             roles: roles.iter().map(|r| r.name.clone()).collect(),
@@ -150,32 +162,41 @@ impl Outputs {
     /// Creates the directory if missing, removes temporary files a crash left and the files of
     /// configured roles whose credentials expired meanwhile (an emptyDir outlives a container
     /// restart), and writes `config`. Valid files of an earlier run stay until replaced.
-    /// Returns how many files were removed.
-    pub fn blocking_prepare(&self, state: &State, now: SystemTime) -> io::Result<usize> {
-        let writer = self.lock();
-        let dir = &writer.config.directory;
+    ///
+    /// Only a directory that cannot be created is an error. What else is found there (planted or
+    /// left: a directory under a temporary name, a role file that cannot be removed) is left and
+    /// reported, and a failed write of `config` is every role's write error, retried with the
+    /// roles' writes.
+    pub fn blocking_prepare(&self, state: &State, now: SystemTime) -> io::Result<Prepared> {
+        let mut writer = self.lock();
+        let dir = writer.dir().to_path_buf();
         if !dir.is_dir() {
-            DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+            DirBuilder::new().recursive(true).mode(0o755).create(&dir)?;
             if let Some(owner) = writer.config.owner {
-                std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid))?;
+                std::os::unix::fs::chown(&dir, Some(owner.uid), Some(owner.gid))?;
             }
         }
-        let mut removed = atomic::remove_stale_temp_files(dir)?;
-        for role in &writer.roles {
+        let (removed, left) = atomic::remove_stale_temp_files(&dir);
+        let mut prepared = Prepared {
+            removed,
+            left,
+            failures: Vec::new(),
+        };
+        for role in writer.roles.clone() {
             let json = Output::ProcessJson
                 .file_name(role.as_str())
                 .map(|name| dir.join(name));
             // Whatever is there, a link (dangling or not) included.
             let present = json.is_some_and(|path| path.symlink_metadata().is_ok());
-            if present && process_json::read_current(dir, role.as_str(), now).is_err() {
-                writer.remove_role_files(role);
-                removed += 1;
+            if present && process_json::read_current(&dir, role.as_str(), now).is_err() {
+                let failed = writer.remove_role_files(&role);
+                prepared.removed += usize::from(failed.is_empty());
+                let failed = failed.into_iter().map(|f| (f.path, f.error));
+                prepared.left.extend(failed);
             }
         }
-        match writer.write_config(state) {
-            Some(failure) => Err(io::Error::new(failure.error.kind(), failure.to_string())),
-            None => Ok(removed),
-        }
+        prepared.failures.extend(writer.write_config(state));
+        Ok(prepared)
     }
 
     /// Writes `role`'s files from its credentials in `state` and rewrites `credentials`.
@@ -195,7 +216,7 @@ impl Outputs {
         if writer.credentials_upto < number {
             failures.extend(writer.write_credentials_upto(state, now, &self.publications));
         }
-        failures.extend(writer.restore_missing(state));
+        failures.extend(writer.restore_shared(state));
         failures
     }
 
@@ -368,22 +389,29 @@ impl Outputs {
     }
 
     /// Writes the endpoint's token file (without a trailing newline: SDKs send it verbatim), and
-    /// keeps it to rewrite after a reload and to remove at exit.
-    pub fn blocking_write_token(&self, name: &str, token: &Secret) -> Result<(), WriteFailure> {
+    /// keeps it to rewrite after a reload and to remove at exit. A failed write is every role's
+    /// write error (the endpoint needs it for all of them) and is retried with the roles' writes.
+    pub fn blocking_write_token(
+        &self,
+        state: &State,
+        name: &str,
+        token: &Secret,
+    ) -> Option<WriteFailure> {
         let mut writer = self.lock();
-        writer.write(Output::Token, name, token.expose())?;
         writer.token = Some((name.to_string(), token.clone()));
-        Ok(())
+        let result = writer.write(Output::Token, name, token.expose());
+        writer.token_outcome(state, result)
     }
 
     /// [`Outputs::blocking_write_token`] on the blocking pool.
     pub async fn write_token(
         self: &Arc<Self>,
+        state: &State,
         name: &str,
         token: &Secret,
-    ) -> Result<(), WriteFailure> {
-        let (name, token) = (name.to_string(), token.clone());
-        self.in_background(move |outputs| outputs.blocking_write_token(&name, &token))
+    ) -> Option<WriteFailure> {
+        let (state, name, token) = (state.clone(), name.to_string(), token.clone());
+        self.in_background(move |outputs| outputs.blocking_write_token(&state, &name, &token))
             .await
     }
 }

@@ -198,7 +198,8 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     assert_eq!(
         restarted
             .blocking_prepare(&State::new(&roles, Duration::from_secs(1200)), before)
-            .unwrap(),
+            .unwrap()
+            .removed,
         1,
         "the unreadable b.json"
     );
@@ -207,7 +208,8 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     assert_eq!(
         restarted
             .blocking_prepare(&State::new(&roles, Duration::from_secs(1200)), after)
-            .unwrap(),
+            .unwrap()
+            .removed,
         1
     );
     assert!(
@@ -236,9 +238,9 @@ fn nothing_is_written_after_remove_all() {
     let (tmp, state, outputs, now) = one_role();
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
     assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
-    outputs
-        .blocking_write_token("token", &Secret::new("t0ken"))
-        .unwrap();
+    assert!(outputs
+        .blocking_write_token(&state, "token", &Secret::new("t0ken"))
+        .is_none());
     assert_eq!(
         std::fs::read(tmp.path().join("token")).unwrap(),
         b"t0ken",
@@ -275,9 +277,9 @@ fn a_token_file_that_cannot_be_written_is_every_roles_error_until_it_is() {
     let state = State::new(&roles, Duration::from_secs(1200));
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
-    outputs
-        .blocking_write_token("token", &Secret::new("t0ken"))
-        .unwrap();
+    assert!(outputs
+        .blocking_write_token(&state, "token", &Secret::new("t0ken"))
+        .is_none());
     let token_error = |role: &str| {
         state
             .get(&name(role))
@@ -301,4 +303,88 @@ fn a_token_file_that_cannot_be_written_is_every_roles_error_until_it_is() {
     assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
     assert_eq!(std::fs::read(tmp.path().join("token")).unwrap(), b"t0ken");
     assert!(!token_error("a") && !token_error("b"));
+}
+
+#[test]
+fn prepare_removes_what_is_planted_at_a_roles_json_and_reports_what_it_cannot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a"), role("b"), role("c")];
+    let fifo = std::ffi::CString::new(tmp.path().join("a.json").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", tmp.path().join("b.json")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("c.json/inner")).unwrap();
+    let state = State::new(&roles, Duration::from_secs(1200));
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let prepared = outputs
+        .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
+        .unwrap();
+    assert_eq!(prepared.removed, 2, "the FIFO and the link");
+    assert!(
+        !tmp.path().join("a.json").exists()
+            && tmp.path().join("b.json").symlink_metadata().is_err()
+    );
+    let left: Vec<_> = prepared.left.iter().map(|(path, _)| path.clone()).collect();
+    assert_eq!(
+        left,
+        [tmp.path().join("c.json")],
+        "a directory cannot be removed"
+    );
+    assert!(prepared.failures.is_empty());
+}
+
+#[test]
+fn a_config_that_cannot_be_written_at_start_is_every_roles_error_retried_with_their_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("config/inner")).unwrap();
+    let roles = [role("a"), role("b")];
+    let state = State::new(&roles, Duration::from_secs(1200));
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let prepared = outputs
+        .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let failed: Vec<_> = prepared.failures.iter().map(|f| f.output).collect();
+    assert_eq!(failed, [Output::Config]);
+    let config_error = |role: &str| {
+        state
+            .get(&name(role))
+            .unwrap()
+            .write_errors
+            .contains_key(Output::Config.label())
+    };
+    assert!(config_error("a") && config_error("b"));
+
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    let failed: Vec<_> = outputs
+        .blocking_publish(&state, &name("a"), now)
+        .iter()
+        .map(|f| f.output)
+        .collect();
+    assert_eq!(failed, [Output::Config], "tried again, though it exists");
+    std::fs::remove_dir_all(tmp.path().join("config")).unwrap();
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
+    assert!(std::fs::read_to_string(tmp.path().join("config"))
+        .unwrap()
+        .contains("[profile b]"));
+    assert!(!config_error("a") && !config_error("b"));
+}
+
+#[test]
+fn a_token_that_cannot_be_written_at_start_is_kept_and_written_later() {
+    let (tmp, state, outputs, now) = one_role();
+    std::fs::create_dir_all(tmp.path().join("token/inner")).unwrap();
+    let failure = outputs.blocking_write_token(&state, "token", &Secret::new("t0ken"));
+    assert_eq!(failure.map(|f| f.output), Some(Output::Token));
+    assert!(state
+        .get(&name("a"))
+        .unwrap()
+        .write_errors
+        .contains_key(Output::Token.label()));
+
+    std::fs::remove_dir_all(tmp.path().join("token")).unwrap();
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
+    assert_eq!(std::fs::read(tmp.path().join("token")).unwrap(), b"t0ken");
+    assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
 }
