@@ -326,3 +326,24 @@ fn a_full_disk_at_start_leaves_the_old_files_serves_and_writes_once_space_return
     assert_eq!(code, 200, "the token file holds the endpoint's token");
     assert_ne!(process_json(&out, "a")["AccessKeyId"], earlier);
 }
+
+#[test]
+fn guessed_temporary_names_do_not_stop_the_writes() {
+    let moto = Moto::start();
+    let (sb, out) = sandbox_with_out();
+    let sidecar = start(&sb, &moto.url, FAST);
+    until_ready(&sidecar);
+    // Every name the old scheme (pid and counter) would give `a.json` for thousands of writes.
+    let pid = sidecar.running.id();
+    for n in 0..15_000 {
+        fs::write(out.join(format!(".rolerelay-tmp-a.json.{pid}.{n}")), b"").unwrap();
+    }
+    let before = process_json(&out, "a")["AccessKeyId"].clone();
+    until(
+        &sidecar,
+        "a.json rewritten with new credentials",
+        Duration::from_secs(20),
+        || process_json(&out, "a")["AccessKeyId"] != before,
+    );
+    assert_eq!(write_errors(&sidecar, "process_json"), 0.0);
+}
