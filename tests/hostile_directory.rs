@@ -229,6 +229,49 @@ fn credential_process_refuses_a_fifo_or_a_device_link_without_blocking_or_readin
     assert!(said.contains("symbolic link"), "{said}");
 }
 
+#[test]
+fn doctors_write_probe_never_follows_a_planted_link() {
+    let moto = Moto::start();
+    let (sb, out) = sandbox_with_out();
+    let victim = sb.write("victim", "precious");
+    let config = sb.write(
+        "doctor.yaml",
+        &format!(
+            "sts:\n  endpoint_url: {}\noutputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{}\n\
+             credentials_endpoint:\n  listen: 127.0.0.1:{}\nroles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/a\n",
+            moto.url,
+            out.display(),
+            free_port(),
+            free_port()
+        ),
+    );
+    // The shell plants a link at the name its own pid gives the probe, then becomes the doctor.
+    let mut cmd = sb.command("sh");
+    cmd.arg("-c")
+        .arg(r#"ln -s "$1" "$2/.rolerelay-tmp-doctor-$$" && exec "$0" doctor --config "$3""#)
+        .arg(env!("CARGO_BIN_EXE_rolerelay"))
+        .arg(&victim)
+        .arg(&out)
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "AKIASOURCEEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "source-secret-not-for-logs");
+    let (_, stdout, stderr) = run(cmd);
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "precious",
+        "the file behind the link is untouched:\n{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "✓ output directory {}: exists, writable",
+            out.display()
+        )),
+        "{stdout}{stderr}"
+    );
+    let planted: Vec<_> = fs::read_dir(&out).unwrap().collect();
+    assert_eq!(planted.len(), 1, "only the planted link is there");
+}
+
 /// A tmpfs mounted for the test, unmounted when dropped. Needs root, as CI runs.
 struct Tmpfs(PathBuf);
 

@@ -20,7 +20,7 @@ use super::{hint, principal_of, Finding, Hint, HintContext};
 use crate::assume::{self, AssumeError, Assumer, HOP_DURATION};
 use crate::config::{Config, RoleArn, RoleConfig, ONE_HOUR};
 use crate::credentials::{self, Credentials};
-use crate::outputs::atomic::TEMP_PREFIX;
+use crate::outputs::atomic;
 use crate::{clock, healthcheck, source};
 
 /// How long one source of the chain may take: IMDS and the container endpoint can hang where
@@ -267,11 +267,14 @@ pub(super) fn output_directory(config: &Config) -> Finding {
     }
 }
 
-/// Writes an empty file in `dir` and removes it. It is named as the outputs' temporary files are,
-/// so one left behind by a crash is removed at the sidecar's start like theirs.
+/// Creates an empty file in `dir` and removes it. It is made as the outputs' temporary files
+/// are (a new random name, never a link or a file already there: the directory is shared, and a
+/// planted link would have the probe empty whatever it points to), so one left behind by a
+/// crash is removed at the sidecar's start like theirs.
 fn write_and_remove(dir: &Path) -> io::Result<()> {
-    let probe = dir.join(format!("{TEMP_PREFIX}doctor-{}", std::process::id()));
-    std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe))
+    let (probe, file) = atomic::create_temp(dir, "doctor", 0o600)?;
+    drop(file);
+    std::fs::remove_file(&probe)
 }
 
 /// Who can read the credential files: their mode and owner, said as who is left out.
@@ -419,5 +422,28 @@ mod sys {
     pub fn gid() -> u32 {
         // SAFETY: getgid has no preconditions and cannot fail.
         unsafe { libc::getgid() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_probe_follows_no_planted_link_and_leaves_the_directory_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        // The name the probe once took: this process's id.
+        let planted = format!("{}doctor-{}", atomic::TEMP_PREFIX, std::process::id());
+        std::os::unix::fs::symlink(&victim, dir.path().join(&planted)).unwrap();
+        write_and_remove(dir.path()).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [planted, "victim".to_string()]);
     }
 }
