@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,6 +53,12 @@ fn peak_memory(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .expect("VmHWM in /proc/<pid>/status");
     kib << 10
+}
+
+/// The process's user id, which owns what it creates.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Polls `f` every 50 ms; after `limit`, panics with `what` and the sidecar's log.
@@ -270,6 +276,33 @@ fn doctors_write_probe_never_follows_a_planted_link() {
     );
     let planted: Vec<_> = fs::read_dir(&out).unwrap().collect();
     assert_eq!(planted.len(), 1, "only the planted link is there");
+}
+
+#[test]
+fn owner_reads_through_the_group_and_never_gets_the_directory() {
+    assert_eq!(euid(), 0, "giving files to a group needs root, as CI runs");
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let out = sb.path("out/app");
+    let mut cmd = sb.once_one("arn:aws:iam::111111111111:role/a", &moto.url, &out);
+    cmd.args(["--owner", "4242:4343"]);
+    let (status, stdout, stderr) = run(cmd);
+    assert!(status.success(), "{stdout}{stderr}");
+
+    let dir = fs::metadata(&out).unwrap();
+    assert_eq!(
+        (dir.uid(), dir.gid(), dir.permissions().mode() & 0o7777),
+        (euid(), 4343, 0o750),
+        "the directory stays rolerelay's; the group may list and read it, not write"
+    );
+    for file in ["a.json", "a.env", "credentials", "config"] {
+        let meta = fs::metadata(out.join(file)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.permissions().mode() & 0o7777),
+            (euid(), 4343, 0o640),
+            "{file}"
+        );
+    }
 }
 
 /// A tmpfs mounted for the test, unmounted when dropped. Needs root, as CI runs.

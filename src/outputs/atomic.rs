@@ -2,7 +2,7 @@
 //! more permissive one.
 //!
 //! The new content goes to a temporary file in the same directory, created with the final mode
-//! (and owner), written and fsynced, then renamed over the old name; the directory is fsynced so
+//! (and group), written and fsynced, then renamed over the old name; the directory is fsynced so
 //! the rename survives a crash. Anyone who mounts the directory can plant names in it, so the
 //! temporary name is random and a taken one is passed over.
 
@@ -11,8 +11,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::config::Owner;
-
 /// Temporary files start with this; any left behind by a crash are removed at start.
 pub const TEMP_PREFIX: &str = ".rolerelay-tmp-";
 
@@ -20,16 +18,18 @@ pub const TEMP_PREFIX: &str = ".rolerelay-tmp-";
 /// someone planted it, and a planted name costs a retry, never the write.
 const NAME_TRIES: usize = 8;
 
-/// Replaces `dir/name` with `contents`, with exactly `mode` and, if given, `owner`.
+/// Replaces `dir/name` with `contents`, with exactly `mode` and, if given, the group `group`.
+/// The file stays this process's: one owned by the application would be the application's to
+/// rewrite or loosen.
 pub fn write(
     dir: &Path,
     name: &str,
     contents: &[u8],
     mode: u32,
-    owner: Option<Owner>,
+    group: Option<u32>,
 ) -> io::Result<()> {
     let (tmp, file) = create_temp(dir, name, mode)?;
-    let result = fill(file, contents, mode, owner).and_then(|()| fs::rename(&tmp, dir.join(name)));
+    let result = fill(file, contents, mode, group).and_then(|()| fs::rename(&tmp, dir.join(name)));
     if result.is_err() {
         // Created above, so ours to remove; a failed rename left it in place.
         let _ = fs::remove_file(&tmp);
@@ -77,11 +77,11 @@ fn random_suffix() -> io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn fill(mut file: File, contents: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()> {
+fn fill(mut file: File, contents: &[u8], mode: u32, group: Option<u32>) -> io::Result<()> {
     // The umask can only have removed bits: setting `mode` now never makes the file looser than it.
     file.set_permissions(Permissions::from_mode(mode))?;
-    if let Some(o) = owner {
-        std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))?;
+    if group.is_some() {
+        std::os::unix::fs::fchown(&file, None, group)?;
     }
     file.write_all(contents)?;
     file.sync_all()
@@ -212,19 +212,16 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_is_set_before_the_file_appears() {
+    fn the_group_is_set_before_the_file_appears_and_the_file_stays_ours() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let owner = Owner {
-            uid: 4242,
-            gid: 4343,
-        };
-        match write(dir.path(), "f", b"x", 0o640, Some(owner)) {
+        match write(dir.path(), "f", b"x", 0o640, Some(4343)) {
             Ok(()) => {
                 let meta = fs::metadata(dir.path().join("f")).unwrap();
-                assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                assert_eq!((meta.uid(), meta.gid()), (unsafe { libc::geteuid() }, 4343));
             }
-            // Not root: chown is refused, and then nothing is written at all.
+            // Not root nor in the group: chown is refused, and then nothing is written at all.
             Err(e) => {
                 assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
                 assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);

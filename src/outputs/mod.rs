@@ -16,15 +16,15 @@ mod read;
 mod writer;
 
 use std::fmt;
-use std::fs::DirBuilder;
+use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::config::{OutputsConfig, RoleConfig, RoleName};
+use crate::config::{OutputsConfig, Owner, RoleConfig, RoleName};
 use crate::credentials::Secret;
 use crate::state::State;
 use writer::Writer;
@@ -103,6 +103,31 @@ pub struct WriteFailure {
     pub error: io::Error,
 }
 
+/// Creates the output directory (and its missing parents, 0755). It stays this process's: were
+/// it the application's, the application could delete and plant files in it. With `owner`, it
+/// gets `owner`'s group and mode 0750, so the application lists and reads it but writes nothing;
+/// without, 0755.
+fn create_dir(dir: &Path, owner: Option<Owner>) -> io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)?;
+    }
+    let Some(owner) = owner else {
+        return DirBuilder::new().mode(0o755).create(dir);
+    };
+    // Shut until its group is set, and changed through a descriptor of what was made, so that
+    // a link swapped in meanwhile is refused rather than followed.
+    DirBuilder::new().mode(0o700).create(dir)?;
+    let made = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    std::os::unix::fs::fchown(&made, None, Some(owner.gid))?;
+    made.set_permissions(Permissions::from_mode(0o750))
+}
+
 /// What preparing the output directory did; see [`Outputs::blocking_prepare`].
 #[derive(Debug, Default)]
 pub struct Prepared {
@@ -171,10 +196,7 @@ impl Outputs {
         let mut writer = self.lock();
         let dir = writer.dir().to_path_buf();
         if !dir.is_dir() {
-            DirBuilder::new().recursive(true).mode(0o755).create(&dir)?;
-            if let Some(owner) = writer.config.owner {
-                std::os::unix::fs::chown(&dir, Some(owner.uid), Some(owner.gid))?;
-            }
+            create_dir(&dir, writer.config.owner)?;
         }
         let (removed, left) = atomic::remove_stale_temp_files(&dir);
         let mut prepared = Prepared {

@@ -388,3 +388,39 @@ fn a_token_that_cannot_be_written_at_start_is_kept_and_written_later() {
     assert_eq!(std::fs::read(tmp.path().join("token")).unwrap(), b"t0ken");
     assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
 }
+
+#[test]
+fn a_created_directory_stays_ours_and_gives_the_owner_only_its_group() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new/dir");
+    let roles = [role("a")];
+    let with_owner = OutputsConfig {
+        owner: Some(crate::config::Owner {
+            uid: 4242,
+            gid: 4343,
+        }),
+        ..config(&dir)
+    };
+    let outputs = Outputs::new(&with_owner, "us-east-1", &roles);
+    let state = State::new(&roles, Duration::from_secs(1200));
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match outputs.blocking_prepare(&state, SystemTime::UNIX_EPOCH) {
+        Ok(_) => {
+            let meta = std::fs::metadata(&dir).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (me, 4343, 0o750)
+            );
+            let parent = std::fs::metadata(tmp.path().join("new")).unwrap();
+            assert_eq!(
+                parent.mode() & 0o777,
+                0o755,
+                "parents stay open to traverse"
+            );
+        }
+        // Not root nor in the group: the group cannot be given.
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}"),
+    }
+}

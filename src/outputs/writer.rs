@@ -21,7 +21,7 @@ pub(super) struct Writer {
     pub(super) credentials_upto: u64,
     /// Set by `remove_all` at shutdown: a write still in flight must not bring the files back.
     pub(super) closed: bool,
-    /// The endpoint's token file, once written: rewritten when the mode or owner change.
+    /// The endpoint's token file, once written: rewritten when the mode or group change.
     pub(super) token: Option<(String, Secret)>,
     /// The last write of the token file failed (and every role records it).
     pub(super) token_failed: bool,
@@ -49,7 +49,7 @@ impl Writer {
             name,
             body.as_bytes(),
             config.file_mode.0,
-            config.owner,
+            config.owner.map(|owner| owner.gid),
         )
         .map_err(|error| WriteFailure {
             output,
