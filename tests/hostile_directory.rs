@@ -13,11 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::sidecar::Sidecar;
 use common::*;
-
-/// A refresh every second, failures retried within a second.
-const FAST: &str = "refresh:\n  max_interval: 1s\n  backoff_initial: 100ms\n  backoff_max: 1s\n";
 
 /// The memory a process may take: plenty for rolerelay, far less than reading a device would
 /// take; a read without a bound stops at it (a failed allocation) rather than at the machine's.
@@ -61,58 +57,87 @@ fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Polls `f` every 50 ms; after `limit`, panics with `what` and the sidecar's log.
-fn until(sidecar: &Sidecar, what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}; log:\n{}",
-            sidecar.running.logs()
+/// A `rolerelay run` of role `a` (`arn:aws:iam::111111111111:role/a`) writing to its sandbox's
+/// `out`, with its memory capped, a refresh every second and failures retried within a second.
+/// Its own, not the shared harness's: the cap must be set before the process starts.
+struct Relay {
+    running: Running,
+    /// `http://127.0.0.1:<server.listen port>`.
+    status: String,
+    /// `http://127.0.0.1:<credentials_endpoint port>`.
+    endpoint: String,
+    /// The output directory.
+    out: PathBuf,
+}
+
+impl Relay {
+    /// Starts it against `sts` and returns once its status server answers (or panics with its
+    /// log if it never does).
+    fn start(sb: &Sandbox, sts: &str) -> Relay {
+        let (status, endpoint) = (free_port(), free_port());
+        let out = sb.path("out");
+        let config = sb.write(
+            "config.yaml",
+            &format!(
+                "sts:\n  endpoint_url: {sts}\n\
+                 refresh:\n  max_interval: 1s\n  backoff_initial: 100ms\n  backoff_max: 1s\n\
+                 outputs:\n  directory: {}\nserver:\n  listen: 127.0.0.1:{status}\n\
+                 credentials_endpoint:\n  listen: 127.0.0.1:{endpoint}\n\
+                 roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/a\n",
+                out.display()
+            ),
         );
-        std::thread::sleep(Duration::from_millis(50));
+        let mut cmd = sb.rolerelay();
+        cmd.args(["run", "--config"]).arg(&config);
+        limit_memory(&mut cmd);
+        let relay = Relay {
+            running: Running::start(cmd, sb.path("run.log")),
+            status: format!("http://127.0.0.1:{status}"),
+            endpoint: format!("http://127.0.0.1:{endpoint}"),
+            out,
+        };
+        relay.until("the status server to answer", || {
+            try_http_get(&format!("{}/healthz", relay.status), &[]).is_ok()
+        });
+        relay
     }
-}
 
-/// `rolerelay run` for role `a` writing to `sb`'s `out`, with its memory capped; returns once
-/// its status server answers (and panics with its log if it never does).
-fn start(sb: &Sandbox, sts: &str, extra: &str) -> Sidecar {
-    let (status, endpoint) = (free_port(), free_port());
-    let config = sb.write(
-        "config.yaml",
-        &Sidecar::config_text(sb, sts, &["a"], extra, status, endpoint),
-    );
-    let mut cmd = sb.rolerelay();
-    cmd.args(["run", "--config"]).arg(&config);
-    limit_memory(&mut cmd);
-    let sidecar = Sidecar {
-        running: Running::start(cmd, sb.path("run.log")),
-        status: format!("http://127.0.0.1:{status}"),
-        endpoint: format!("http://127.0.0.1:{endpoint}"),
-        out: sb.path("out"),
-        config,
-    };
-    until(
-        &sidecar,
-        "the status server to answer",
-        Duration::from_secs(20),
-        || try_http_get(&format!("{}/healthz", sidecar.status), &[]).is_ok(),
-    );
-    sidecar
-}
+    /// Polls `f` every 50 ms; after 20 s, panics with `what` and the log.
+    fn until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let (start, limit) = (Instant::now(), Duration::from_secs(20));
+        while !f() {
+            assert!(
+                start.elapsed() < limit,
+                "timed out after {limit:?} waiting for {what}; log:\n{}",
+                self.running.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 
-/// Waits until `/readyz` answers 200.
-fn until_ready(sidecar: &Sidecar) {
-    until(sidecar, "/readyz 200", Duration::from_secs(20), || {
-        sidecar.get("/readyz").0 == 200
-    });
-}
+    /// Waits until `/readyz` answers 200.
+    fn until_ready(&self) {
+        self.until("/readyz 200", || self.get("/readyz").0 == 200);
+    }
 
-/// `rolerelay_output_write_errors_total` of role `a` and `output`.
-fn write_errors(sidecar: &Sidecar, output: &str) -> f64 {
-    sidecar.metric(&format!(
-        "rolerelay_output_write_errors_total{{output=\"{output}\",role=\"a\"}}"
-    ))
+    /// GET a path of the status server.
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.status), &[])
+    }
+
+    /// `rolerelay_output_write_errors_total` of role `a` and `output`, 0 if absent.
+    fn write_errors(&self, output: &str) -> f64 {
+        let series =
+            format!("rolerelay_output_write_errors_total{{output=\"{output}\",role=\"a\"}}");
+        metric(&self.get("/metrics").1, &series).unwrap_or(0.0)
+    }
+
+    /// The endpoint's answer for role `a` to the token in the token file.
+    fn credentials_with_the_token_file(&self) -> u16 {
+        let token = fs::read_to_string(self.out.join("token")).unwrap();
+        let url = format!("{}/v1/credentials/a", self.endpoint);
+        http_get(&url, &[("Authorization", &token)]).0
+    }
 }
 
 /// Whether `path` is a regular file (not following a link).
@@ -138,8 +163,8 @@ fn a_fifo_planted_at_a_roles_json_neither_blocks_the_start_nor_stays() {
     let moto = Moto::start();
     let (sb, out) = sandbox_with_out();
     mkfifo(&out.join("a.json"));
-    let sidecar = start(&sb, &moto.url, "");
-    until_ready(&sidecar);
+    let relay = Relay::start(&sb, &moto.url);
+    relay.until_ready();
     assert!(is_regular_file(&out.join("a.json")));
     assert!(process_json(&out, "a")["AccessKeyId"].is_string());
 }
@@ -149,13 +174,13 @@ fn a_roles_json_linked_to_dev_zero_is_never_read() {
     let moto = Moto::start();
     let (sb, out) = sandbox_with_out();
     symlink("/dev/zero", out.join("a.json")).unwrap();
-    let sidecar = start(&sb, &moto.url, "");
-    until_ready(&sidecar);
+    let relay = Relay::start(&sb, &moto.url);
+    relay.until_ready();
     assert!(
         is_regular_file(&out.join("a.json")),
         "the link is replaced by the file"
     );
-    let peak = peak_memory(sidecar.running.id());
+    let peak = peak_memory(relay.running.id());
     assert!(
         peak < MODEST,
         "{} MiB at its peak: the device was read",
@@ -168,10 +193,10 @@ fn a_directory_named_like_a_temporary_file_is_left_alone_with_a_warning() {
     let moto = Moto::start();
     let (sb, out) = sandbox_with_out();
     fs::create_dir_all(out.join(".rolerelay-tmp-x/inner")).unwrap();
-    let sidecar = start(&sb, &moto.url, "");
-    until_ready(&sidecar);
+    let relay = Relay::start(&sb, &moto.url);
+    relay.until_ready();
     assert!(out.join(".rolerelay-tmp-x/inner").is_dir());
-    let logs = sidecar.running.logs();
+    let logs = relay.running.logs();
     assert!(
         logs.lines()
             .any(|l| l.contains("\"WARN\"") && l.contains(".rolerelay-tmp-x")),
@@ -186,28 +211,29 @@ fn directories_at_config_and_token_are_write_errors_retried_until_they_go() {
     for name in ["config", "token"] {
         fs::create_dir_all(out.join(name).join("inner")).unwrap();
     }
-    let sidecar = start(&sb, &moto.url, FAST);
-    until(
-        &sidecar,
+    let relay = Relay::start(&sb, &moto.url);
+    relay.until(
         "failed writes of config and the token, counted again and again",
-        Duration::from_secs(20),
-        || write_errors(&sidecar, "config") >= 2.0 && write_errors(&sidecar, "token") >= 2.0,
+        || relay.write_errors("config") >= 2.0 && relay.write_errors("token") >= 2.0,
     );
-    let (code, body) = sidecar.get("/readyz");
+    let (code, body) = relay.get("/readyz");
     assert_eq!(code, 503);
     assert!(body.contains("could not be written"), "{body}");
-    assert_eq!(sidecar.get("/healthz").0, 200);
+    assert_eq!(relay.get("/healthz").0, 200);
     assert!(is_regular_file(&out.join("a.json")), "the rest is written");
 
     for name in ["config", "token"] {
         fs::remove_dir_all(out.join(name)).unwrap();
     }
-    until_ready(&sidecar);
+    relay.until_ready();
     assert!(fs::read_to_string(out.join("config"))
         .unwrap()
         .contains("[profile a]"));
-    let (code, _) = sidecar.credentials("a", Some(&sidecar.token()));
-    assert_eq!(code, 200, "the token file holds the endpoint's token");
+    assert_eq!(
+        relay.credentials_with_the_token_file(),
+        200,
+        "the token file holds the endpoint's token"
+    );
 }
 
 #[test]
@@ -368,38 +394,39 @@ fn a_full_disk_at_start_leaves_the_old_files_serves_and_writes_once_space_return
     let earlier = process_json(&out, "a")["AccessKeyId"].clone();
     let mut filler = Filler::new(out.join("filler"));
 
-    let sidecar = start(&sb, &moto.url, FAST);
-    until(
-        &sidecar,
+    let relay = Relay::start(&sb, &moto.url);
+    relay.until(
         "failed writes of config, the token and the new credentials, and /readyz saying so",
-        Duration::from_secs(20),
         || {
             filler.fill();
-            let (code, body) = sidecar.get("/readyz");
+            let (code, body) = relay.get("/readyz");
             ["config", "token", "process_json"]
                 .iter()
-                .all(|output| write_errors(&sidecar, output) >= 1.0)
+                .all(|output| relay.write_errors(output) >= 1.0)
                 && code == 503
                 && body.contains("could not be written")
         },
     );
-    assert_eq!(sidecar.get("/healthz").0, 200);
+    assert_eq!(relay.get("/healthz").0, 200);
     assert_eq!(
         process_json(&out, "a")["AccessKeyId"],
         earlier,
         "the earlier run's file is intact"
     );
-    let (status, body) = sidecar.get("/status");
+    let (status, body) = relay.get("/status");
     assert_eq!(status, 200);
     assert!(body.contains("\"a\""), "{body}");
 
     filler.remove();
-    until_ready(&sidecar);
+    relay.until_ready();
     assert!(fs::read_to_string(out.join("config"))
         .unwrap()
         .contains("[profile a]"));
-    let (code, _) = sidecar.credentials("a", Some(&sidecar.token()));
-    assert_eq!(code, 200, "the token file holds the endpoint's token");
+    assert_eq!(
+        relay.credentials_with_the_token_file(),
+        200,
+        "the token file holds the endpoint's token"
+    );
     assert_ne!(process_json(&out, "a")["AccessKeyId"], earlier);
 }
 
@@ -407,19 +434,16 @@ fn a_full_disk_at_start_leaves_the_old_files_serves_and_writes_once_space_return
 fn guessed_temporary_names_do_not_stop_the_writes() {
     let moto = Moto::start();
     let (sb, out) = sandbox_with_out();
-    let sidecar = start(&sb, &moto.url, FAST);
-    until_ready(&sidecar);
+    let relay = Relay::start(&sb, &moto.url);
+    relay.until_ready();
     // Every name the old scheme (pid and counter) would give `a.json` for thousands of writes.
-    let pid = sidecar.running.id();
+    let pid = relay.running.id();
     for n in 0..15_000 {
         fs::write(out.join(format!(".rolerelay-tmp-a.json.{pid}.{n}")), b"").unwrap();
     }
     let before = process_json(&out, "a")["AccessKeyId"].clone();
-    until(
-        &sidecar,
-        "a.json rewritten with new credentials",
-        Duration::from_secs(20),
-        || process_json(&out, "a")["AccessKeyId"] != before,
-    );
-    assert_eq!(write_errors(&sidecar, "process_json"), 0.0);
+    relay.until("a.json rewritten with new credentials", || {
+        process_json(&out, "a")["AccessKeyId"] != before
+    });
+    assert_eq!(relay.write_errors("process_json"), 0.0);
 }
