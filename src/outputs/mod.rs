@@ -412,7 +412,8 @@ impl Outputs {
 
     /// Writes the endpoint's token file (without a trailing newline: SDKs send it verbatim), and
     /// keeps it to rewrite after a reload and to remove at exit. A failed write is every role's
-    /// write error (the endpoint needs it for all of them) and is retried with the roles' writes.
+    /// write error (the endpoint needs it for all of them), removes an earlier run's token file,
+    /// and is retried with the roles' writes.
     pub fn blocking_write_token(
         &self,
         state: &State,
@@ -422,6 +423,11 @@ impl Outputs {
         let mut writer = self.lock();
         writer.token = Some((name.to_string(), token.clone()));
         let result = writer.write(Output::Token, name, token.expose());
+        if result.is_err() {
+            // What is there is an earlier run's token, which the endpoint refuses: none is
+            // better (removing takes no space). Best effort: a directory there stays.
+            let _ = writer.remove(Output::Token, name);
+        }
         writer.token_outcome(state, result)
     }
 

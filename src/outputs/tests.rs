@@ -375,6 +375,7 @@ fn a_token_that_cannot_be_written_at_start_is_kept_and_written_later() {
     let (tmp, state, outputs, now) = one_role();
     std::fs::create_dir_all(tmp.path().join("token/inner")).unwrap();
     let failure = outputs.blocking_write_token(&state, "token", &Secret::new("t0ken"));
+    assert!(tmp.path().join("token/inner").is_dir(), "left in place");
     assert_eq!(failure.map(|f| f.output), Some(Output::Token));
     assert!(state
         .get(&name("a"))
