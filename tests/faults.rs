@@ -384,17 +384,22 @@ fn kill_9_during_rewrites_leaves_only_complete_files_and_no_temporaries_after_re
     let proxy = Proxy::start(moto.port, forward());
     let reader = Reader::start(sb.path("out"), &TEN, None);
     let extra = "refresh:\n  max_interval: 1s\n  jitter: 0.5\n";
-    // Temporary files are named `.rolerelay-tmp-<file>.<pid>.<n>`; the running one may have
-    // some in flight, the killed ones must have none left.
-    let mut killed: Vec<String> = Vec::new();
-    for round in 0..5 {
-        let sidecar = Sidecar::start(&sb, &proxy.url, &TEN, extra);
-        sidecar.wait_readyz(200, Duration::from_secs(20));
-        let left: Vec<String> = std::fs::read_dir(&sidecar.out)
+    // Temporary names are random: what is there once a killed sidecar is gone is its own, and
+    // must be gone after the restart; the running one may have some in flight.
+    let temporaries = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|name| name.starts_with(".rolerelay-tmp-"))
-            .filter(|name| killed.iter().any(|pid| name.contains(pid)))
+            .collect()
+    };
+    let mut killed: Vec<String> = Vec::new();
+    for round in 0..5 {
+        let mut sidecar = Sidecar::start(&sb, &proxy.url, &TEN, extra);
+        sidecar.wait_readyz(200, Duration::from_secs(20));
+        let left: Vec<String> = temporaries(&sidecar.out)
+            .into_iter()
+            .filter(|name| killed.contains(name))
             .collect();
         assert!(
             left.is_empty(),
@@ -406,7 +411,8 @@ fn kill_9_during_rewrites_leaves_only_complete_files_and_no_temporaries_after_re
         endpoint.assert_clean();
         nothing_leaks(&sidecar, &proxy);
         sidecar.running.signal("KILL");
-        killed.push(format!(".{}.", sidecar.running.id()));
+        sidecar.running.wait(Duration::from_secs(10));
+        killed.extend(temporaries(&sidecar.out));
     }
     let report = reader.assert_clean();
     assert!(report.reads > 100);

@@ -22,7 +22,7 @@ use crate::context::{Context, LiveSettings};
 use crate::http::endpoint::{self, Endpoint};
 use crate::http::{self, status, View};
 use crate::metrics::Metrics;
-use crate::outputs::Outputs;
+use crate::outputs::{Outputs, Prepared, WriteFailure};
 use crate::refresher::{RefreshError, RoleLoop};
 use crate::reload;
 use crate::schedule::{self, Policy};
@@ -45,20 +45,15 @@ pub fn context(config: &Config, assumer: Assumer, clock: Clock) -> anyhow::Resul
     for role in &config.roles {
         metrics.add_role(role.name.as_str());
     }
-    let removed = outputs
+    let prepared = outputs
         .blocking_prepare(&state, clock.now())
         .with_context(|| {
             format!(
-                "cannot prepare the output directory {}",
+                "cannot create the output directory {}",
                 config.outputs.directory.display()
             )
         })?;
-    if removed > 0 {
-        info!(
-            removed,
-            "removed temporary and expired files left by an earlier run"
-        );
-    }
+    report_prepared(&prepared, &metrics, &config.roles);
     let settings = LiveSettings {
         assumer,
         policy: Policy::from(&config.refresh),
@@ -72,6 +67,32 @@ pub fn context(config: &Config, assumer: Assumer, clock: Clock) -> anyhow::Resul
         metrics,
         clock,
     ))
+}
+
+/// Logs what preparing the output directory removed and left, and counts a failed write as
+/// every role's, as the state records it: nothing found there stops the start.
+fn report_prepared(prepared: &Prepared, metrics: &Metrics, roles: &[RoleConfig]) {
+    if prepared.removed > 0 {
+        info!(
+            removed = prepared.removed,
+            "removed temporary and expired files left by an earlier run"
+        );
+    }
+    for (path, error) in &prepared.left {
+        warn!(path = %path.display(), error = %error, "left in place in the output directory");
+    }
+    for failure in &prepared.failures {
+        warn!(output = %failure.output, error = %failure, "could not write an output; retried with the roles' writes");
+        count_for_every_role(metrics, roles, failure);
+    }
+}
+
+/// Counts a failed write of a shared file (`config`, the token) once for each role, whose
+/// readiness it holds back.
+fn count_for_every_role(metrics: &Metrics, roles: &[RoleConfig], failure: &WriteFailure) {
+    for role in roles {
+        metrics.record_write_failures(role.name.as_str(), std::slice::from_ref(failure));
+    }
 }
 
 /// The context of the real sidecar: STS with the source credentials, and the wall clock.
@@ -132,7 +153,7 @@ pub async fn run(
 }
 
 /// Binds both listeners (a busy port fails the start, naming its key), writes the endpoint's
-/// token, and serves until `stopped` turns true.
+/// token (a failed write does not), and serves until `stopped` turns true.
 async fn start_servers(
     config: &Config,
     ctx: &Context,
@@ -153,13 +174,19 @@ async fn start_servers(
         clock: ctx.clock.clone(),
     };
     // A new token at every start, written before either server answers: a client that sees the
-    // sidecar up never reads the token of an earlier run.
+    // sidecar up never reads the token of an earlier run. A write that fails (a full disk) is
+    // retried with the roles' writes; meanwhile the endpoint serves whoever has the token, which
+    // is no one.
     let token = Arc::new(endpoint::new_token());
     if endpoint_listener.is_some() {
-        ctx.outputs
-            .write_token(&endpoint.token_file, &token)
-            .await
-            .context("cannot write the endpoint token file")?;
+        let failed = ctx
+            .outputs
+            .write_token(&ctx.state, &endpoint.token_file, &token)
+            .await;
+        if let Some(failure) = failed {
+            warn!(output = %failure.output, error = %failure, "could not write the endpoint token file; retried with the roles' writes");
+            count_for_every_role(&ctx.metrics, &config.roles, &failure);
+        }
     }
     let mut servers = JoinSet::new();
     info!(listen = %config.server.listen, "serving /healthz /readyz /metrics /status");

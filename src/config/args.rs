@@ -85,7 +85,7 @@ pub struct ConfigArgs {
     /// Mode of every written file (outputs.file_mode), like 0640.
     #[arg(long, env = "ROLERELAY_FILE_MODE", value_name = "MODE")]
     pub file_mode: Option<String>,
-    /// uid:gid to give every written file (outputs.owner).
+    /// The application's uid:gid; written files get its group (outputs.owner).
     #[arg(long, env = "ROLERELAY_OWNER", value_name = "UID:GID")]
     pub owner: Option<String>,
 

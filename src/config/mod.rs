@@ -162,7 +162,8 @@ pub struct OutputsConfig {
     pub env_file: bool,
     /// Mode of every file written. Default 0640.
     pub file_mode: FileMode,
-    /// uid:gid to give the files. Default: none (the process's own).
+    /// The application's uid:gid; the files and a created directory get its group (files
+    /// stay rolerelay's). Default: none (the process's own group).
     pub owner: Option<Owner>,
     /// Delete the files on SIGTERM. Default false.
     pub remove_on_exit: bool,

@@ -196,7 +196,8 @@ impl Serialize for FileMode {
     }
 }
 
-/// The numeric `uid:gid` that written files are given.
+/// The numeric `uid:gid` of the application: written files and the directory rolerelay creates
+/// get its group, and stay rolerelay's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Owner {
     /// User id.

@@ -20,7 +20,7 @@ use super::{hint, principal_of, Finding, Hint, HintContext};
 use crate::assume::{self, AssumeError, Assumer, HOP_DURATION};
 use crate::config::{Config, RoleArn, RoleConfig, ONE_HOUR};
 use crate::credentials::{self, Credentials};
-use crate::outputs::atomic::TEMP_PREFIX;
+use crate::outputs::atomic;
 use crate::{clock, healthcheck, source};
 
 /// How long one source of the chain may take: IMDS and the container endpoint can hang where
@@ -267,34 +267,50 @@ pub(super) fn output_directory(config: &Config) -> Finding {
     }
 }
 
-/// Writes an empty file in `dir` and removes it. It is named as the outputs' temporary files are,
-/// so one left behind by a crash is removed at the sidecar's start like theirs.
+/// Creates an empty file in `dir` and removes it. It is made as the outputs' temporary files
+/// are (a new random name, never a link or a file already there: the directory is shared, and a
+/// planted link would have the probe empty whatever it points to), so one left behind by a
+/// crash is removed at the sidecar's start like theirs.
 fn write_and_remove(dir: &Path) -> io::Result<()> {
-    let probe = dir.join(format!("{TEMP_PREFIX}doctor-{}", std::process::id()));
-    std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe))
+    let (probe, file) = atomic::create_temp(dir, "doctor", 0o600)?;
+    drop(file);
+    std::fs::remove_file(&probe)
 }
 
-/// Who can read the credential files: their mode and owner, said as who is left out.
+/// Who can read the credential files: their mode, owner and group, said as who is left out.
+/// They are rolerelay's own; `outputs.owner` gives them (and the directory) its group only.
 pub(super) fn output_files(config: &Config) -> Finding {
+    const STEP: &str = "output files";
     let outputs = &config.outputs;
-    let (uid, gid) = outputs
-        .owner
-        .map(|owner| (owner.uid, owner.gid))
-        .unwrap_or((sys::uid(), sys::gid()));
+    let (uid, gid) = (sys::uid(), outputs.owner.map_or(sys::gid(), |o| o.gid));
     let mode = outputs.file_mode.0;
+    let detail = format!("mode {mode:04o}, owner {uid}:{gid}");
     let readers = if mode & 0o004 != 0 {
         "any user can read them".to_string()
-    } else if mode & 0o040 != 0 {
+    } else if let (Some(owner), 0o040) = (outputs.owner, mode & 0o040) {
         format!(
-            "an application running as another user reads them only as uid {uid} or in group {gid}"
+            "the application (uid {}) reads them as a member of group {gid}",
+            owner.uid
         )
+    } else if mode & 0o040 != 0 {
+        format!("an application running as another user reads them only in group {gid}")
+    } else if let Some(owner) = outputs.owner {
+        return Finding::fail(
+            STEP,
+            format!("{detail}; the group may not read them"),
+            Hint::new(
+                format!(
+                    "with outputs.owner the files stay rolerelay's, and the application (uid {}) \
+                     reads them through group {gid}, which file_mode {mode:04o} leaves out",
+                    owner.uid
+                ),
+                "give the group read: outputs.file_mode \"0640\"",
+            ),
+        );
     } else {
         format!("only uid {uid} can read them: an application running as another user cannot")
     };
-    Finding::ok(
-        "output files",
-        format!("mode {mode:04o}, owner {uid}:{gid}; {readers}"),
-    )
+    Finding::ok(STEP, format!("{detail}; {readers}"))
 }
 
 /// A socket rolerelay listens on; each answers the doctor's request in its own way.
@@ -412,5 +428,56 @@ mod sys {
     pub fn gid() -> u32 {
         // SAFETY: getgid has no preconditions and cannot fail.
         unsafe { libc::getgid() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_probe_follows_no_planted_link_and_leaves_the_directory_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        // The name the probe once took: this process's id.
+        let planted = format!("{}doctor-{}", atomic::TEMP_PREFIX, std::process::id());
+        std::os::unix::fs::symlink(&victim, dir.path().join(&planted)).unwrap();
+        write_and_remove(dir.path()).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [planted, "victim".to_string()]);
+    }
+
+    #[test]
+    fn with_an_owner_the_files_are_read_through_its_group_or_not_at_all() {
+        use crate::config::{FileMode, Owner};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config =
+            crate::testing::load(&crate::testing::write_config(dir.path(), &[("a", "")]));
+        config.outputs.owner = Some(Owner {
+            uid: 4242,
+            gid: 4343,
+        });
+        let finding = output_files(&config);
+        assert!(finding.ok, "{finding:?}");
+        assert!(
+            finding
+                .detail
+                .contains(&format!("owner {}:4343", sys::uid())),
+            "{finding:?}"
+        );
+        assert!(finding
+            .detail
+            .contains("(uid 4242) reads them as a member of group 4343"));
+
+        config.outputs.file_mode = FileMode(0o600);
+        let finding = output_files(&config);
+        assert!(!finding.ok, "{finding:?}");
+        assert!(finding.fix.unwrap().contains("0640"));
     }
 }

@@ -12,25 +12,25 @@ pub mod container;
 pub mod env;
 pub mod ini;
 pub mod process_json;
+mod read;
 mod writer;
 
 use std::fmt;
-use std::fs::DirBuilder;
+use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::config::{OutputsConfig, RoleConfig, RoleName};
+use crate::config::{OutputsConfig, Owner, RoleConfig, RoleName};
 use crate::credentials::Secret;
 use crate::state::State;
 use writer::Writer;
 
-/// The mode of an output directory rolerelay creates (and of missing parents): the files in it
-/// hold credentials, so other users may not even list it; the group may, as `file_mode` lets it
-/// read them.
+/// The mode of an output directory rolerelay creates: the files in it hold credentials, so
+/// other users may not even list it; the group may, as `file_mode` lets it read them.
 pub const DIRECTORY_MODE: u32 = 0o750;
 
 /// One kind of file rolerelay writes. Its label is the `output` label of
@@ -107,6 +107,43 @@ pub struct WriteFailure {
     pub error: io::Error,
 }
 
+/// Creates the output directory with [`DIRECTORY_MODE`] (its missing parents 0755: they hold
+/// nothing, and an application in `owner`'s group must pass through them). It stays this
+/// process's: were it the application's, the application could delete and plant files in it.
+/// With `owner`, it gets `owner`'s group, so the application lists and reads it but writes
+/// nothing.
+fn create_dir(dir: &Path, owner: Option<Owner>) -> io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)?;
+    }
+    let Some(owner) = owner else {
+        return DirBuilder::new().mode(DIRECTORY_MODE).create(dir);
+    };
+    // Shut until its group is set, and changed through a descriptor of what was made, so that
+    // a link swapped in meanwhile is refused rather than followed.
+    DirBuilder::new().mode(0o700).create(dir)?;
+    let made = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    std::os::unix::fs::fchown(&made, None, Some(owner.gid))?;
+    made.set_permissions(Permissions::from_mode(DIRECTORY_MODE))
+}
+
+/// What preparing the output directory did; see [`Outputs::blocking_prepare`].
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Temporary files of an earlier run, and role files expired or unreadable, removed.
+    pub removed: usize,
+    /// Entries left in place, each with why.
+    pub left: Vec<(PathBuf, io::Error)>,
+    /// The failed write of `config`, already recorded in every role's state.
+    pub failures: Vec<WriteFailure>,
+}
+
 /// Writes the outputs of every role.
 #[derive(Debug)]
 pub struct Outputs {
@@ -125,6 +162,7 @@ impl Outputs {
             closed: false,
             token: None,
             token_failed: false,
+            config_failed: false,
             config: config.clone(),
             region: region.to_string(),
             roles: roles.iter().map(|r| r.name.clone()).collect(),
@@ -154,34 +192,38 @@ impl Outputs {
     /// Creates the directory if missing, removes temporary files a crash left and the files of
     /// configured roles whose credentials expired meanwhile (an emptyDir outlives a container
     /// restart), and writes `config`. Valid files of an earlier run stay until replaced.
-    /// Returns how many files were removed.
-    pub fn blocking_prepare(&self, state: &State, now: SystemTime) -> io::Result<usize> {
-        let writer = self.lock();
-        let dir = &writer.config.directory;
+    ///
+    /// Only a directory that cannot be created is an error. What else is found there (planted or
+    /// left: a directory under a temporary name, a role file that cannot be removed) is left and
+    /// reported, and a failed write of `config` is every role's write error, retried with the
+    /// roles' writes.
+    pub fn blocking_prepare(&self, state: &State, now: SystemTime) -> io::Result<Prepared> {
+        let mut writer = self.lock();
+        let dir = writer.dir().to_path_buf();
         if !dir.is_dir() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(DIRECTORY_MODE)
-                .create(dir)?;
-            if let Some(owner) = writer.config.owner {
-                std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid))?;
-            }
+            create_dir(&dir, writer.config.owner)?;
         }
-        let mut removed = atomic::remove_stale_temp_files(dir)?;
-        for role in &writer.roles {
+        let (removed, left) = atomic::remove_stale_temp_files(&dir);
+        let mut prepared = Prepared {
+            removed,
+            left,
+            failures: Vec::new(),
+        };
+        for role in writer.roles.clone() {
             let json = Output::ProcessJson
                 .file_name(role.as_str())
                 .map(|name| dir.join(name));
-            let present = json.is_some_and(|path| path.exists());
-            if present && process_json::read_current(dir, role, now).is_err() {
-                writer.remove_role_files(role);
-                removed += 1;
+            // Whatever is there, a link (dangling or not) included.
+            let present = json.is_some_and(|path| path.symlink_metadata().is_ok());
+            if present && process_json::read_current(&dir, &role, now).is_err() {
+                let failed = writer.remove_role_files(&role);
+                prepared.removed += usize::from(failed.is_empty());
+                let failed = failed.into_iter().map(|f| (f.path, f.error));
+                prepared.left.extend(failed);
             }
         }
-        match writer.write_config(state) {
-            Some(failure) => Err(io::Error::new(failure.error.kind(), failure.to_string())),
-            None => Ok(removed),
-        }
+        prepared.failures.extend(writer.write_config(state));
+        Ok(prepared)
     }
 
     /// Writes `role`'s files from its credentials in `state` and rewrites `credentials`.
@@ -201,7 +243,7 @@ impl Outputs {
         if writer.credentials_upto < number {
             failures.extend(writer.write_credentials_upto(state, now, &self.publications));
         }
-        failures.extend(writer.restore_missing(state));
+        failures.extend(writer.restore_shared(state));
         failures
     }
 
@@ -374,22 +416,35 @@ impl Outputs {
     }
 
     /// Writes the endpoint's token file (without a trailing newline: SDKs send it verbatim), and
-    /// keeps it to rewrite after a reload and to remove at exit.
-    pub fn blocking_write_token(&self, name: &str, token: &Secret) -> Result<(), WriteFailure> {
+    /// keeps it to rewrite after a reload and to remove at exit. A failed write is every role's
+    /// write error (the endpoint needs it for all of them), removes an earlier run's token file,
+    /// and is retried with the roles' writes.
+    pub fn blocking_write_token(
+        &self,
+        state: &State,
+        name: &str,
+        token: &Secret,
+    ) -> Option<WriteFailure> {
         let mut writer = self.lock();
-        writer.write(Output::Token, name, token.expose())?;
         writer.token = Some((name.to_string(), token.clone()));
-        Ok(())
+        let result = writer.write(Output::Token, name, token.expose());
+        if result.is_err() {
+            // What is there is an earlier run's token, which the endpoint refuses: none is
+            // better (removing takes no space). Best effort: a directory there stays.
+            let _ = writer.remove(Output::Token, name);
+        }
+        writer.token_outcome(state, result)
     }
 
     /// [`Outputs::blocking_write_token`] on the blocking pool.
     pub async fn write_token(
         self: &Arc<Self>,
+        state: &State,
         name: &str,
         token: &Secret,
-    ) -> Result<(), WriteFailure> {
-        let (name, token) = (name.to_string(), token.clone());
-        self.in_background(move |outputs| outputs.blocking_write_token(&name, &token))
+    ) -> Option<WriteFailure> {
+        let (state, name, token) = (state.clone(), name.to_string(), token.clone());
+        self.in_background(move |outputs| outputs.blocking_write_token(&state, &name, &token))
             .await
     }
 }

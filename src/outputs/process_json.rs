@@ -30,9 +30,10 @@ pub fn render(creds: &Credentials) -> String {
     serde_json::to_string(&doc).expect("plain strings serialize") + "\n"
 }
 
-/// Reads `dir/<role>.json` for `rolerelay credential-process`: the text to print, if the file
-/// exists, parses, and has not expired at `now`. `role` is a [`RoleName`], so the file is in
-/// `dir`. The error never contains the file's content.
+/// Reads `dir/<role>.json` for `rolerelay credential-process` (and for the start's check of an
+/// earlier run's files): the text to print, if the file is a regular file of a sane size, parses,
+/// and has not expired at `now`. `role` is a [`RoleName`], so the file is in `dir`. The error
+/// never contains the file's content.
 pub fn read_current(dir: &Path, role: &RoleName, now: SystemTime) -> Result<String, String> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -44,8 +45,11 @@ pub fn read_current(dir: &Path, role: &RoleName, now: SystemTime) -> Result<Stri
         .file_name(role.as_str())
         .expect("a per-role output");
     let path = dir.join(name);
-    let text = std::fs::read_to_string(&path)
+    // Anyone who mounts the directory may have put a FIFO, a link or a huge file there.
+    let bytes = super::read::regular_file(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("{} is not credential_process JSON", path.display()))?;
     let check: Check = serde_json::from_str(&text)
         .map_err(|_| format!("{} is not credential_process JSON", path.display()))?;
     let expiration = humantime::parse_rfc3339(&check.expiration)

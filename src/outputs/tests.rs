@@ -166,10 +166,8 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
     assert!(std::fs::read_to_string(dir.join("config"))
         .unwrap()
         .contains("[profile b]"));
-    for created in [&dir, &tmp.path().join("new")] {
-        let mode = std::fs::metadata(created).unwrap().permissions().mode();
-        assert_eq!(mode & 0o007, 0, "nothing for other users: {mode:o}");
-    }
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o007, 0, "nothing for other users: {mode:o}");
 
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
@@ -254,7 +252,8 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     assert_eq!(
         restarted
             .blocking_prepare(&State::new(&roles, Duration::from_secs(1200)), before)
-            .unwrap(),
+            .unwrap()
+            .removed,
         1,
         "the unreadable b.json"
     );
@@ -263,7 +262,8 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     assert_eq!(
         restarted
             .blocking_prepare(&State::new(&roles, Duration::from_secs(1200)), after)
-            .unwrap(),
+            .unwrap()
+            .removed,
         1
     );
     assert!(
@@ -292,9 +292,9 @@ fn nothing_is_written_after_remove_all() {
     let (tmp, state, outputs, now) = one_role();
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
     assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
-    outputs
-        .blocking_write_token("token", &Secret::new("t0ken"))
-        .unwrap();
+    assert!(outputs
+        .blocking_write_token(&state, "token", &Secret::new("t0ken"))
+        .is_none());
     assert_eq!(
         std::fs::read(tmp.path().join("token")).unwrap(),
         b"t0ken",
@@ -331,9 +331,9 @@ fn a_token_file_that_cannot_be_written_is_every_roles_error_until_it_is() {
     let state = State::new(&roles, Duration::from_secs(1200));
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
-    outputs
-        .blocking_write_token("token", &Secret::new("t0ken"))
-        .unwrap();
+    assert!(outputs
+        .blocking_write_token(&state, "token", &Secret::new("t0ken"))
+        .is_none());
     let token_error = |role: &str| {
         state
             .get(&name(role))
@@ -357,4 +357,125 @@ fn a_token_file_that_cannot_be_written_is_every_roles_error_until_it_is() {
     assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
     assert_eq!(std::fs::read(tmp.path().join("token")).unwrap(), b"t0ken");
     assert!(!token_error("a") && !token_error("b"));
+}
+
+#[test]
+fn prepare_removes_what_is_planted_at_a_roles_json_and_reports_what_it_cannot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a"), role("b"), role("c")];
+    let fifo = std::ffi::CString::new(tmp.path().join("a.json").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", tmp.path().join("b.json")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("c.json/inner")).unwrap();
+    let state = State::new(&roles, Duration::from_secs(1200));
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let prepared = outputs
+        .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
+        .unwrap();
+    assert_eq!(prepared.removed, 2, "the FIFO and the link");
+    assert!(
+        !tmp.path().join("a.json").exists()
+            && tmp.path().join("b.json").symlink_metadata().is_err()
+    );
+    let left: Vec<_> = prepared.left.iter().map(|(path, _)| path.clone()).collect();
+    assert_eq!(
+        left,
+        [tmp.path().join("c.json")],
+        "a directory cannot be removed"
+    );
+    assert!(prepared.failures.is_empty());
+}
+
+#[test]
+fn a_config_that_cannot_be_written_at_start_is_every_roles_error_retried_with_their_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("config/inner")).unwrap();
+    let roles = [role("a"), role("b")];
+    let state = State::new(&roles, Duration::from_secs(1200));
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let prepared = outputs
+        .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let failed: Vec<_> = prepared.failures.iter().map(|f| f.output).collect();
+    assert_eq!(failed, [Output::Config]);
+    let config_error = |role: &str| {
+        state
+            .get(&name(role))
+            .unwrap()
+            .write_errors
+            .contains_key(Output::Config.label())
+    };
+    assert!(config_error("a") && config_error("b"));
+
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    let failed: Vec<_> = outputs
+        .blocking_publish(&state, &name("a"), now)
+        .iter()
+        .map(|f| f.output)
+        .collect();
+    assert_eq!(failed, [Output::Config], "tried again, though it exists");
+    std::fs::remove_dir_all(tmp.path().join("config")).unwrap();
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
+    assert!(std::fs::read_to_string(tmp.path().join("config"))
+        .unwrap()
+        .contains("[profile b]"));
+    assert!(!config_error("a") && !config_error("b"));
+}
+
+#[test]
+fn a_token_that_cannot_be_written_at_start_is_kept_and_written_later() {
+    let (tmp, state, outputs, now) = one_role();
+    std::fs::create_dir_all(tmp.path().join("token/inner")).unwrap();
+    let failure = outputs.blocking_write_token(&state, "token", &Secret::new("t0ken"));
+    assert!(tmp.path().join("token/inner").is_dir(), "left in place");
+    assert_eq!(failure.map(|f| f.output), Some(Output::Token));
+    assert!(state
+        .get(&name("a"))
+        .unwrap()
+        .write_errors
+        .contains_key(Output::Token.label()));
+
+    std::fs::remove_dir_all(tmp.path().join("token")).unwrap();
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
+    assert_eq!(std::fs::read(tmp.path().join("token")).unwrap(), b"t0ken");
+    assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
+}
+
+#[test]
+fn a_created_directory_stays_ours_and_gives_the_owner_only_its_group() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new/dir");
+    let roles = [role("a")];
+    let with_owner = OutputsConfig {
+        owner: Some(crate::config::Owner {
+            uid: 4242,
+            gid: 4343,
+        }),
+        ..config(&dir)
+    };
+    let outputs = Outputs::new(&with_owner, "us-east-1", &roles);
+    let state = State::new(&roles, Duration::from_secs(1200));
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match outputs.blocking_prepare(&state, SystemTime::UNIX_EPOCH) {
+        Ok(_) => {
+            let meta = std::fs::metadata(&dir).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (me, 4343, 0o750)
+            );
+            let parent = std::fs::metadata(tmp.path().join("new")).unwrap();
+            assert_eq!(
+                parent.mode() & 0o777,
+                0o755,
+                "parents stay open to traverse"
+            );
+        }
+        // Not root nor in the group: the group cannot be given.
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}"),
+    }
 }

@@ -21,10 +21,12 @@ pub(super) struct Writer {
     pub(super) credentials_upto: u64,
     /// Set by `remove_all` at shutdown: a write still in flight must not bring the files back.
     pub(super) closed: bool,
-    /// The endpoint's token file, once written: rewritten when the mode or owner change.
+    /// The endpoint's token file, once written: rewritten when the mode or group change.
     pub(super) token: Option<(String, Secret)>,
     /// The last write of the token file failed (and every role records it).
     pub(super) token_failed: bool,
+    /// The last write of `config` failed (and every role records it).
+    pub(super) config_failed: bool,
     pub(super) config: OutputsConfig,
     /// Goes into the config INI.
     pub(super) region: String,
@@ -47,7 +49,7 @@ impl Writer {
             name,
             body.as_bytes(),
             config.file_mode.0,
-            config.owner,
+            config.owner.map(|owner| owner.gid),
         )
         .map_err(|error| WriteFailure {
             output,
@@ -151,16 +153,17 @@ impl Writer {
         failures
     }
 
-    /// Rewrites `config` and the token file if someone deleted them; they change only at a
-    /// start or a reload, so the next publication is when they come back.
-    pub(super) fn restore_missing(&mut self, state: &State) -> Vec<WriteFailure> {
-        let missing = |name: &str| !self.dir().join(name).exists();
+    /// Rewrites `config` and the token file if someone deleted them or their last write failed;
+    /// they change only at a start or a reload, so the next publication is when they come back.
+    pub(super) fn restore_shared(&mut self, state: &State) -> Vec<WriteFailure> {
+        let dir = self.dir().to_path_buf();
+        let missing = |name: &str| !dir.join(name).exists();
         let mut failures = Vec::new();
-        if self.config.config_file.as_deref().is_some_and(missing) {
+        if self.config_failed || self.config.config_file.as_deref().is_some_and(missing) {
             failures.extend(self.write_config(state));
         }
         let token = match &self.token {
-            Some((name, token)) if missing(name) => {
+            Some((name, token)) if self.token_failed || missing(name) => {
                 Some(self.write(Output::Token, name, token.expose()))
             }
             Some(_) => Some(Ok(())),
@@ -189,8 +192,11 @@ impl Writer {
     }
 
     /// Rewrites `config` for the configured roles, recording the result for each.
-    pub(super) fn write_config(&self, state: &State) -> Option<WriteFailure> {
-        let name = self.config.config_file.as_ref()?;
+    pub(super) fn write_config(&mut self, state: &State) -> Option<WriteFailure> {
+        let Some(name) = self.config.config_file.as_ref() else {
+            self.config_failed = false;
+            return None;
+        };
         let config = &self.config;
         let body = ini::render_config(
             &self.roles,
@@ -203,6 +209,7 @@ impl Writer {
         for role in &self.roles {
             record(state, role, Output::Config, result.as_ref().err());
         }
+        self.config_failed = result.is_err();
         result.err()
     }
 
