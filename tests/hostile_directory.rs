@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tmpfs::Tmpfs;
 use common::*;
 
 /// The memory a process may take: plenty for rolerelay, far less than reading a device would
@@ -328,31 +329,6 @@ fn owner_reads_through_the_group_and_never_gets_the_directory() {
             (euid(), 4343, 0o640),
             "{file}"
         );
-    }
-}
-
-/// A tmpfs mounted for the test, unmounted when dropped. Needs root, as CI runs.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: PathBuf, options: &str) -> Tmpfs {
-        fs::create_dir_all(&path).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(
-            ok.success(),
-            "mounting a tmpfs needs root (scripts/test runs as root, as CI does)"
-        );
-        Tmpfs(path)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 
