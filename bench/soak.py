@@ -25,12 +25,20 @@ NAME = "soak"
 
 
 def proc_sample(pid):
-    """(RSS KiB, open fds, threads) of pid, from /proc."""
+    """(RSS KiB, open fds, threads, what the fds are) of pid, from /proc."""
     with open(f"/proc/{pid}/status") as f:
         status = f.read()
     rss = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
     threads = int(re.search(r"Threads:\s+(\d+)", status).group(1))
-    return rss, len(os.listdir(f"/proc/{pid}/fd")), threads
+    kinds = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed between the listing and the link
+            continue
+        kind = target.split(":", 1)[0] if ":" in target and not target.startswith("/") else "file"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return rss, sum(kinds.values()), threads, " ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
 
 
 class Soak:
@@ -129,12 +137,12 @@ class Soak:
                 if self.proc.poll() is not None:
                     self.failures.append(f"the sidecar exited ({self.proc.returncode})")
                     break
-                rss, fds, threads = proc_sample(pid)
+                rss, fds, threads, kinds = proc_sample(pid)
                 refreshes = self.steady_refreshes(run.get(self.status + "/metrics")[1]) - refreshes0
                 served = sum(self.requests.values())
-                samples.append((now - started, rss, fds, threads, refreshes, self.reloads, served))
+                samples.append((now - started, rss, fds, threads, refreshes, self.reloads, served, kinds))
                 print(f"{now - started:7.1f} s  RSS {rss / 1024:6.2f} MiB  fds {fds:3d}  threads {threads:2d}  "
-                      f"refreshes {refreshes:6.0f}  reloads {self.reloads:4d}  requests {served:6d}", flush=True)
+                      f"refreshes {refreshes:6.0f}  reloads {self.reloads:4d}  requests {served:6d}  ({kinds})", flush=True)
                 done = refreshes >= a.refreshes and not any(d.is_alive() for d in drivers)
                 if done or now >= self.deadline:
                     if not done:
@@ -194,9 +202,10 @@ def section(args, samples, kept, tenth, result, soak, took):
         lines.append(f"| {label} | {first:.1f} | {last_mean:.1f} | {change * 100:+.1f} % | "
                      f"{'yes' if flat else '**no**'} | {low}–{high} |")
     lines += ["", "<details><summary>Samples</summary>", "",
-              "| t (s) | RSS (MiB) | fds | threads | refreshes | reloads | requests |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {t:.0f} | {rss / 1024:.2f} | {fds} | {th} | {r:.0f} | {rl} | {rq} |"
-              for t, rss, fds, th, r, rl, rq in samples]
+              "| t (s) | RSS (MiB) | fds | fds by kind | threads | refreshes | reloads | requests |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {t:.0f} | {rss / 1024:.2f} | {fds} | {kinds} | {th} | {r:.0f} | {rl} | {rq} |"
+              for t, rss, fds, th, r, rl, rq, kinds in samples]
     lines += ["", "</details>", END]
     return "\n".join(lines)
 
