@@ -79,7 +79,9 @@ class Soak:
             self.bench.write_config(NAME, numbers, self.extra, self.ports)
             # Wait for this one to be applied (the watch takes bursts within 300 ms as one change).
             while self.reloads_seen()[0] <= before:
-                if self.stop.is_set() or time.time() > began + 10:
+                if self.stop.is_set():
+                    return
+                if time.time() > began + 10:
                     self.failures.append(f"reload {i + 1} not applied within 10 s")
                     return
                 time.sleep(0.02)
