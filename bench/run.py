@@ -102,20 +102,28 @@ class Bench:
         self.rows.append((what, value, baseline, ratio, goal, "yes" if met else "**no**"))
         print(f"{what:<44} {value:>18} {baseline:>22} {ratio:>9} {goal:>22} {'met' if met else 'MISSED'}", flush=True)
 
-    def sidecar(self, roles, extra="", name="run"):
+    def sidecar(self, roles, extra="", name="run", ports=None):
         """Starts `run` with `roles` roles; returns (process, status URL, endpoint URL, token path)."""
-        status, endpoint = free_port(), free_port()
-        out = os.path.join(self.work, name)
+        ports = ports or (free_port(), free_port())
+        self.write_config(name, range(roles), extra, ports)
+        proc = subprocess.Popen([self.args.binary, "run", "--config", os.path.join(self.work, f"{name}.yaml")],
+                                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        status, endpoint = ports
+        token = os.path.join(self.work, name, "token")
+        return proc, f"http://127.0.0.1:{status}", f"http://127.0.0.1:{endpoint}", token
+
+    def write_config(self, name, numbers, extra, ports):
+        """Writes `<name>.yaml` with roles r<n> for each n, by renaming a whole file over it, as an
+        editor or a ConfigMap update does, so a running sidecar never reads half a file."""
+        status, endpoint = ports
         lines = [f"sts:\n  endpoint_url: {self.sts}\n{extra}",
-                 f"outputs:\n  directory: {out}\nserver:\n  listen: 127.0.0.1:{status}\n",
+                 f"outputs:\n  directory: {os.path.join(self.work, name)}\nserver:\n  listen: 127.0.0.1:{status}\n",
                  f"credentials_endpoint:\n  listen: 127.0.0.1:{endpoint}\nroles:\n"]
-        lines += [f"  - name: r{i}\n    role_arn: arn:aws:iam::111111111111:role/R{i}\n" for i in range(roles)]
+        lines += [f"  - name: r{i}\n    role_arn: arn:aws:iam::111111111111:role/R{i}\n" for i in numbers]
         config = os.path.join(self.work, f"{name}.yaml")
-        with open(config, "w") as f:
+        with open(config + ".new", "w") as f:
             f.write("".join(lines))
-        proc = subprocess.Popen([self.args.binary, "run", "--config", config], env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return proc, f"http://127.0.0.1:{status}", f"http://127.0.0.1:{endpoint}", os.path.join(out, "token")
+        os.replace(config + ".new", config)
 
     def wait_ready(self, url, limit=600):
         end = time.time() + limit
