@@ -189,7 +189,7 @@ async fn start_servers(
         }
     }
     let mut servers = JoinSet::new();
-    info!(listen = %config.server.listen, "serving /healthz /readyz /metrics /status");
+    info!(listen = %config.server.listen, "serving /healthz /readyz /servingz /metrics /status");
     servers.spawn(http::serve(
         status_listener,
         status::routes(view.clone()),
