@@ -43,10 +43,17 @@ pub struct OnceArgs {
     /// The configuration, as for `run`.
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Keep retrying the roles that failed (with the configured backoff) for this long, like
-    /// 2m: an init container then waits out an STS that is not reachable yet. Default: no retry.
-    #[arg(long, env = "ROLERELAY_RETRY_FOR", value_name = "DURATION", value_parser = parse_duration)]
-    pub retry_for: Option<std::time::Duration>,
+    /// Keep retrying the roles that failed (with the configured backoff) for this long: an init
+    /// container or Job then waits out a transient STS error or a trust policy still
+    /// propagating. 0 fails at the first error.
+    #[arg(
+        long,
+        env = "ROLERELAY_RETRY_FOR",
+        value_name = "DURATION",
+        default_value = "1m",
+        value_parser = parse_duration
+    )]
+    pub retry_for: std::time::Duration,
 }
 
 /// Arguments of `credential-process`.

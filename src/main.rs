@@ -26,8 +26,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Once(args) => with_config(&args.config, |config| {
-            let retry_for = args.retry_for.unwrap_or_default();
-            match runtime().block_on(app::once(config, retry_for)) {
+            match runtime().block_on(app::once(config, args.retry_for)) {
                 Ok(failed) if failed.is_empty() => ExitCode::SUCCESS,
                 Ok(failed) => {
                     let list: Vec<String> = failed
@@ -118,18 +117,8 @@ fn healthcheck_url(args: &HealthcheckArgs) -> Result<String, String> {
     if let Some(url) = &args.url {
         return Ok(url.clone());
     }
-    let named = args.config.config.is_some() || args.config.listen.is_some();
-    let listen = match named {
-        true => {
-            Config::load(&args.config)
-                .map_err(|e| format!("configuration error: {e}"))?
-                .server
-                .listen
-        }
-        false => rolerelay::config::DEFAULT_SERVER_LISTEN
-            .parse()
-            .expect("a valid address"),
-    };
+    let listen =
+        Config::server_listen(&args.config).map_err(|e| format!("configuration error: {e}"))?;
     Ok(healthcheck::default_url(listen))
 }
 

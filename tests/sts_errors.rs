@@ -127,3 +127,61 @@ fn a_refused_long_duration_is_capped_to_one_hour_and_logged_once() {
     assert!(expiry.duration_since(now()).unwrap() <= Duration::from_secs(3600));
     assert_no_secrets(&logs, &secrets_in(&out));
 }
+
+#[test]
+fn once_retries_a_transient_error_by_default_and_fails_at_once_with_retry_for_zero() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let throttle_first_two = || {
+        let seen = Arc::new(AtomicUsize::new(0));
+        Proxy::start(
+            moto.port,
+            Arc::new(move |_: &str| {
+                if seen.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Action::Reply(400, sts_error("Throttling", "Rate exceeded"))
+                } else {
+                    Action::Forward
+                }
+            }),
+        )
+    };
+
+    // No --retry-for: the default minute covers two throttled attempts and their backoff.
+    let proxy = throttle_first_two();
+    let out = sb.path("default");
+    let (status, _, stderr) = run({
+        let mut c = sb.rolerelay();
+        c.args(["once", "--role-arn", ROLE, "--role-name", "a"])
+            .args(["--sts-endpoint-url", &proxy.url, "--output-dir"])
+            .arg(&out);
+        c
+    });
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        proxy.count(),
+        3,
+        "two throttled calls, then one that succeeds"
+    );
+    assert!(
+        stderr.contains("retrying the roles that failed"),
+        "{stderr}"
+    );
+    assert!(out.join("a.json").exists());
+
+    // ROLERELAY_RETRY_FOR=0: one attempt, exit 1.
+    let proxy = throttle_first_two();
+    let (status, _, stderr) = run({
+        let mut c = sb.rolerelay();
+        c.args(["once", "--role-arn", ROLE, "--role-name", "a"])
+            .args(["--sts-endpoint-url", &proxy.url, "--output-dir"])
+            .arg(sb.path("zero"))
+            .env("ROLERELAY_RETRY_FOR", "0");
+        c
+    });
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(proxy.count(), 1);
+    assert!(
+        stderr.contains("a (throttled: Throttling: Rate exceeded"),
+        "{stderr}"
+    );
+}

@@ -189,14 +189,18 @@ async fn start_servers(
         }
     }
     let mut servers = JoinSet::new();
-    info!(listen = %config.server.listen, "serving /healthz /readyz /servingz /metrics /status");
+    // The bound address, which names the port chosen for `:0`.
+    let bound = |listener: &TcpListener, configured: SocketAddr| {
+        listener.local_addr().unwrap_or(configured)
+    };
+    info!(listen = %bound(&status_listener, config.server.listen), "serving /healthz /readyz /servingz /metrics /status");
     servers.spawn(http::serve(
         status_listener,
         status::routes(view.clone()),
         until_stopped(stopped.clone()),
     ));
     if let Some(listener) = endpoint_listener {
-        info!(listen = %endpoint.listen, token_file = %config.outputs.directory.join(&endpoint.token_file).display(),
+        info!(listen = %bound(&listener, endpoint.listen), token_file = %config.outputs.directory.join(&endpoint.token_file).display(),
             "serving the container-credentials endpoint at /v1/credentials/<role>");
         servers.spawn(http::serve(
             listener,

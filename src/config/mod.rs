@@ -40,6 +40,17 @@ pub use values::{
 /// `server.listen` when nothing sets it.
 pub const DEFAULT_SERVER_LISTEN: &str = "0.0.0.0:9090";
 
+/// `outputs.process_command` when nothing sets it: prints `<role>.json`, and while that does not
+/// exist (the role is not ready yet, or its credentials expired) fails with a line the SDKs
+/// show, instead of `cat`'s "No such file or directory". The path and the role are arguments of
+/// the script, not part of it, so that `{dir}` is quoted once, for the outer split.
+pub const DEFAULT_PROCESS_COMMAND: &str = "sh -c 'cat \"$1\" 2>/dev/null || ! echo \"rolerelay: \
+     role $2 has no credentials yet, or $1 is not readable here (see rolerelay /status)\" >&2' \
+     rolerelay {dir}/{role}.json {role}";
+
+/// `credentials_endpoint.listen` when nothing sets it.
+pub const DEFAULT_ENDPOINT_LISTEN: &str = "127.0.0.1:9911";
+
 /// A configuration that cannot be used: where the bad value came from and what to do about it.
 ///
 /// It prints on one line: control characters a file may carry into a key or value are escaped.
@@ -152,7 +163,7 @@ pub struct OutputsConfig {
     pub config_file: Option<String>,
     /// Where the application mounts the directory, if elsewhere. Default: none.
     pub app_directory: Option<PathBuf>,
-    /// The credential_process command line ({dir} {role}). Default `cat {dir}/{role}.json`.
+    /// The credential_process command line ({dir} {role}). Default [`DEFAULT_PROCESS_COMMAND`].
     pub process_command: String,
     /// A role also written as `[default]`. Default: none.
     pub default_role: Option<RoleName>,
@@ -215,6 +226,22 @@ impl OutputsConfig {
 impl Config {
     /// Loads the configuration from the flags, the file they name, and the process environment.
     pub fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {
+        Config::load_with(args, |resolver, file| resolver.resolve(file))
+    }
+
+    /// `server.listen` alone, resolved as `load` does (flag, variable, file, default) but without
+    /// asking for the rest: what `healthcheck` needs.
+    pub fn server_listen(args: &ConfigArgs) -> Result<SocketAddr, ConfigError> {
+        Config::load_with(args, |resolver, file| {
+            Ok(resolver.server(&file.server)?.listen)
+        })
+    }
+
+    /// Reads the file `args` names, if any, and resolves it with `resolve`.
+    fn load_with<T>(
+        args: &ConfigArgs,
+        resolve: impl FnOnce(&Resolver, &FileConfig) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
         let path = args.config.as_deref().filter(|p| !p.as_os_str().is_empty());
         let text = match path {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|error| ConfigError {
@@ -224,11 +251,12 @@ impl Config {
             None => None,
         };
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        Config::from_parts(
+        Config::resolve_parts(
             args,
             path.zip(text.as_deref()),
             &env,
             &TemplateVars::from_env(),
+            resolve,
         )
     }
 
@@ -239,6 +267,19 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         vars: &TemplateVars,
     ) -> Result<Config, ConfigError> {
+        Config::resolve_parts(args, file, env, vars, |resolver, file| {
+            resolver.resolve(file)
+        })
+    }
+
+    /// Parses the file text, if any, and hands it to `resolve` with a resolver of these parts.
+    fn resolve_parts<T>(
+        args: &ConfigArgs,
+        file: Option<(&Path, &str)>,
+        env: &dyn Fn(&str) -> Option<String>,
+        vars: &TemplateVars,
+        resolve: impl FnOnce(&Resolver, &FileConfig) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
         let path = file
             .map(|(path, _)| path.display().to_string())
             .unwrap_or_default();
@@ -252,13 +293,13 @@ impl Config {
             })?,
             None => FileConfig::default(),
         };
-        Resolver {
+        let resolver = Resolver {
             path,
             args,
             env,
             vars,
-        }
-        .resolve(&parsed)
+        };
+        resolve(&resolver, &parsed)
     }
 }
 

@@ -93,8 +93,13 @@ fn error(text: &str) -> String {
 
 #[test]
 fn the_spec_example_is_the_defaults() {
-    let full = load(SPEC_EXAMPLE).unwrap();
+    let mut full = load(SPEC_EXAMPLE).unwrap();
     let minimal = load(MINIMAL).unwrap();
+    // One deliberate difference: the default command says why it fails while a role has no
+    // credentials yet, where the SPEC's `cat` names only a missing file.
+    assert_eq!(full.outputs.process_command, "cat {dir}/{role}.json");
+    assert_eq!(minimal.outputs.process_command, DEFAULT_PROCESS_COMMAND);
+    full.outputs.process_command = DEFAULT_PROCESS_COMMAND.into();
     assert_eq!(full, minimal);
     assert_eq!(minimal.refresh.min_remaining.0, Duration::from_secs(1200));
     assert_eq!(minimal.refresh.backoff_max.0, Duration::from_secs(120));
@@ -457,5 +462,39 @@ fn numbers_and_durations_that_would_overflow_at_run_time_are_refused_naming_the_
         let message = error(&format!("refresh:\n  {refresh}\n{role}"));
         assert!(message.starts_with("c.yaml:2: refresh."), "{message}");
         assert!(message.contains(expected), "{refresh}: {message}");
+    }
+}
+
+#[test]
+fn the_default_process_command_prints_the_json_or_says_the_role_is_not_ready() {
+    let base = tempfile::tempdir().unwrap();
+    for name in ["plain", "my creds", "it's $(x) `y`"] {
+        let dir = base.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        let line = crate::shell::fill(
+            DEFAULT_PROCESS_COMMAND,
+            &[("dir", dir.to_str().unwrap()), ("role", "a")],
+        );
+        // As the Go, JavaScript and Rust SDKs run it; botocore's shlex split reads it the same.
+        let run = || {
+            std::process::Command::new("sh")
+                .args(["-c", &line])
+                .env_clear()
+                .output()
+                .unwrap()
+        };
+        let missing = run();
+        assert_eq!(missing.status.code(), Some(1), "{line}");
+        assert!(missing.stdout.is_empty());
+        let expected = format!(
+            "rolerelay: role a has no credentials yet, or {}/a.json is not readable here (see rolerelay /status)\n",
+            dir.display()
+        );
+        assert_eq!(String::from_utf8_lossy(&missing.stderr), expected);
+        std::fs::write(dir.join("a.json"), "{\"Version\": 1}").unwrap();
+        let present = run();
+        assert!(present.status.success(), "{line}");
+        assert_eq!(present.stdout, b"{\"Version\": 1}");
+        assert!(present.stderr.is_empty());
     }
 }

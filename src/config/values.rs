@@ -29,6 +29,9 @@ impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
+        if text == "0" {
+            return Ok(HumanDuration(Duration::ZERO));
+        }
         if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
             return Err(format!(
                 "duration {text:?} has no unit: write it like {text}s, 15m or 1h"

@@ -160,11 +160,14 @@ impl Sandbox {
     }
 
     /// `rolerelay once` for one role, named `a`, against `sts`, writing to `out`; add to it, then
-    /// `run` it.
+    /// `run` it. It fails at the first error (`--retry-for 0`) rather than retrying for the
+    /// default minute, so that the tests of failures see one attempt.
     pub fn once_one(&self, role_arn: &str, sts: &str, out: &Path) -> Command {
         let mut cmd = self.rolerelay();
         cmd.args([
             "once",
+            "--retry-for",
+            "0",
             "--role-arn",
             role_arn,
             "--role-name",

@@ -8,7 +8,7 @@
 mod outputs;
 mod roles;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -347,7 +347,7 @@ impl Resolver<'_> {
     }
 
     /// `server:`.
-    fn server(&self, server: &FileServer) -> Result<ServerConfig, ConfigError> {
+    pub(super) fn server(&self, server: &FileServer) -> Result<ServerConfig, ConfigError> {
         let listen = self.flag_file_or_default(
             ("--listen", &self.args.listen),
             "server.listen",
@@ -355,7 +355,7 @@ impl Resolver<'_> {
             super::DEFAULT_SERVER_LISTEN.into(),
         )?;
         Ok(ServerConfig {
-            listen: socket_address(listen)?,
+            listen: socket_address(listen, super::DEFAULT_SERVER_LISTEN)?,
         })
     }
 
@@ -373,10 +373,10 @@ impl Resolver<'_> {
             ("--endpoint-listen", &self.args.endpoint_listen),
             "credentials_endpoint.listen",
             &endpoint.listen,
-            "127.0.0.1:9911".into(),
+            super::DEFAULT_ENDPOINT_LISTEN.into(),
         )?;
         let listen_origin = listen.origin.clone();
-        let listen = socket_address(listen)?;
+        let listen = socket_address(listen, super::DEFAULT_ENDPOINT_LISTEN)?;
         let enabled = self
             .file_or_default("credentials_endpoint.enabled", &endpoint.enabled, true)
             .value;
@@ -427,12 +427,44 @@ impl Resolver<'_> {
     }
 }
 
-/// An address:port. The file keeps it as text so that this message explains, not the parser's.
-fn socket_address(address: Sourced<String>) -> Result<SocketAddr, ConfigError> {
-    address.value.parse().map_err(|_| {
+/// An address:port or host:port (like `localhost:9090`), resolved once, here: an IPv4 address
+/// is preferred when a name has both. The file keeps it as text so that this message explains,
+/// not the parser's; `example` is the key's own default.
+fn socket_address(address: Sourced<String>, example: &str) -> Result<SocketAddr, ConfigError> {
+    let text = address.value.trim();
+    if let Ok(parsed) = text.parse() {
+        return Ok(parsed);
+    }
+    let shape_error = || {
         address.fail(format!(
-            "{:?} is not an address:port like 127.0.0.1:9911",
+            "{:?} is not an address:port or host:port like {example}",
             address.value
         ))
-    })
+    };
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(shape_error());
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(shape_error());
+    }
+    let resolved: Vec<SocketAddr> = match text.to_socket_addrs() {
+        Ok(found) => found.collect(),
+        Err(e) => {
+            return Err(address.fail(format!(
+                "{:?}: the host {host:?} does not resolve ({e}): use an address like {example}",
+                address.value
+            )))
+        }
+    };
+    resolved
+        .iter()
+        .find(|found| found.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| {
+            address.fail(format!(
+                "{:?}: the host {host:?} has no address: use an address like {example}",
+                address.value
+            ))
+        })
 }

@@ -31,7 +31,7 @@ impl Resolver<'_> {
             .file_or_default(
                 "outputs.process_command",
                 &outputs.process_command,
-                "cat {dir}/{role}.json".into(),
+                super::super::DEFAULT_PROCESS_COMMAND.into(),
             )
             .check(|command| checks::process_command(command))?;
         let default_role = self.default_role(outputs, roles)?;

@@ -40,15 +40,19 @@ impl Resolver<'_> {
             Some(role) => vec![role],
             None => self.file_roles(entries, refresh)?,
         };
-        if roles.is_empty() {
-            let at = if self.path.is_empty() {
-                "roles".to_string()
-            } else {
-                format!("{}: roles", self.path)
-            };
+        if roles.is_empty() && self.path.is_empty() {
             return Err(ConfigError {
-                at,
-                message: "no roles configured: list them under `roles:` in the configuration file, or pass --role-arn".into(),
+                at: "roles".into(),
+                message: "no roles configured: rolerelay reads a configuration file only from --config or \
+                          ROLERELAY_CONFIG, and neither is set; for one role no file is needed: \
+                          rolerelay run --role-arn arn:aws:iam::111111111111:role/RoleForB --output-dir /var/run/rolerelay"
+                    .into(),
+            });
+        }
+        if roles.is_empty() {
+            return Err(ConfigError {
+                at: format!("{}: roles", self.path),
+                message: "no roles configured: list them under `roles:`, or pass --role-arn".into(),
             });
         }
         Ok(roles)
