@@ -4,7 +4,8 @@
 Usage: render-pod.py STS_URL STATUS_PORT ENDPOINT_PORT > pod.yaml
 
 What changes, and why:
-- images: the locally built ones (no registry is reachable);
+- images: the locally built ones (no registry is reachable), and no `imagePullPolicy: Always`
+  (there is no registry to ask);
 - the native sidecar becomes the first regular container: podman 4.3 does not know init containers
   with `restartPolicy: Always` (they would block the pod); its probes use numeric ports and its
   port list goes (podman maps no ports on the host's network);
@@ -43,6 +44,7 @@ def main():
         del spec["initContainers"]
     sidecar.pop("restartPolicy")
     sidecar["image"] = "localhost/rolerelay:test"
+    sidecar.pop("imagePullPolicy", None)
     # With the host's network there is nothing to map (podman refuses port mappings then).
     sidecar.pop("ports", None)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -55,6 +57,7 @@ def main():
 
     app = next(c for c in spec["containers"] if c["name"] == "app")
     app["image"] = "localhost/rolerelay-app:test"
+    app.pop("imagePullPolicy", None)
     for e in app["env"]:
         if e["name"] == "AWS_CONTAINER_CREDENTIALS_FULL_URI":
             e["value"] = e["value"].replace(":9911/", f":{endpoint_port}/")
