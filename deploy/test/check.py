@@ -63,6 +63,24 @@ def without_tag(image):
 
 def kubernetes(binary):
     """The base (deploy/kubernetes), the monitoring component, every overlay and the Job."""
+    builds = kustomizations()
+    if builds is None:
+        return
+    base = builds["base"]
+    job = load(os.path.join(K8S, "variants", "job-once.yaml"))
+    everywhere(builds, job)
+    pod, sidecar, effective = base_pod(base, binary)
+    metrics_port = int(effective.get("server", {}).get("listen", ":0").rsplit(":", 1)[1])
+    network_policy(find(base, "NetworkPolicy"), pod, metrics_port)
+    monitoring(builds["with-monitoring"], pod, pod["spec"])
+    pre_129(builds["pre-1.29"], sidecar, effective.get("outputs", {}).get("directory", "?"),
+            [r["name"] for r in effective.get("roles", [])])
+    pod_identity(builds["pod-identity"], find(base, "ServiceAccount"), find(base, "Namespace")["metadata"]["name"])
+
+
+def kustomizations():
+    """What kubectl kustomize builds from the base and every overlay, by name (None if any fails);
+    the builds' resources validated, the base free of the Prometheus Operator's kinds."""
     kustomization = load(os.path.join(K8S, "kustomization.yaml"))
     for resource in kustomization["resources"]:
         check(os.path.exists(os.path.join(K8S, resource)), f"kustomization resource {resource} exists")
@@ -79,8 +97,7 @@ def kubernetes(binary):
         builds[os.path.basename(os.path.dirname(d))] = kustomize(os.path.dirname(d))
     check(set(builds) == {"base", "with-monitoring", "pre-1.29", "pod-identity"}, "the overlays: " + ", ".join(sorted(builds)))
     if any(b is None for b in builds.values()):
-        return
-    job = load(os.path.join(K8S, "variants", "job-once.yaml"))
+        return None
 
     # What any cluster accepts: the base has no kind of the Prometheus Operator; what the API server
     # knows, it validates.
@@ -99,14 +116,33 @@ def kubernetes(binary):
         r = run([os.path.join(os.path.dirname(sys.executable), "kubernetes-validate"), "--strict", "--quiet", *files])
         check(r.returncode == 0, "kubernetes-validate --strict: the built base, every overlay, variants/job-once.yaml"
               + ("" if r.returncode == 0 else "\n" + r.stdout + r.stderr))
+    return builds
 
+
+def everywhere(builds, job):
+    """In every build and the Job: the example's namespace, and no Kubernetes API token (IRSA and
+    Pod Identity bring projected tokens of their own)."""
+    kustomization = load(os.path.join(K8S, "kustomization.yaml"))
+    base = builds["base"]
     namespace = find(base, "Namespace")["metadata"]["name"]
     check(namespace != "default" and kustomization.get("namespace") == namespace, f"the kustomization puts everything in the namespace {namespace}")
     for name, resources in list(builds.items()) + [("variants/job-once.yaml", [job])]:
         stray = [f"{r['kind']}/{r['metadata']['name']}" for r in resources
                  if r["kind"] != "Namespace" and r["metadata"].get("namespace") != namespace]
         check(not stray, f"{name}: every resource is in {namespace}" + (": not " + ", ".join(stray) if stray else ""))
+    check(find(base, "ServiceAccount").get("automountServiceAccountToken") is False, "the ServiceAccount does not automount an API token")
+    for name, resources in list(builds.items()) + [("variants/job-once.yaml", [job])]:
+        for r in resources:
+            if r["kind"] in ("Deployment", "Job"):
+                check(r["spec"]["template"]["spec"].get("automountServiceAccountToken") is False,
+                      f"{name}: {r['kind']} {r['metadata']['name']} mounts no API token")
 
+
+def base_pod(base, binary):
+    """The base's pod: the native sidecar, hardening, and the app pointed at the sidecar's
+    endpoint as rolerelay reads the ConfigMap. Returns the pod template, the sidecar and the
+    effective configuration."""
+    kustomization = load(os.path.join(K8S, "kustomization.yaml"))
     deployment = find(base, "Deployment")
     pod = deployment["spec"]["template"]
     spec = pod["spec"]
@@ -131,15 +167,6 @@ def kubernetes(binary):
     check(volumes[shared].get("emptyDir", {}).get("medium") == "Memory", "the shared volume is an in-memory emptyDir")
     check(pod["metadata"]["annotations"].get("prometheus.io/scrape") == "true", "prometheus scrape annotations")
 
-    # No Kubernetes API token anywhere (IRSA and Pod Identity bring projected tokens of their own).
-    account = find(base, "ServiceAccount")
-    check(account.get("automountServiceAccountToken") is False, "the ServiceAccount does not automount an API token")
-    for name, resources in list(builds.items()) + [("variants/job-once.yaml", [job])]:
-        for r in resources:
-            if r["kind"] in ("Deployment", "Job"):
-                check(r["spec"]["template"]["spec"].get("automountServiceAccountToken") is False,
-                      f"{name}: {r['kind']} {r['metadata']['name']} mounts no API token")
-
     # The ConfigMap's configuration is valid for rolerelay itself, and the app points at it.
     configmap = find(base, "ConfigMap")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
@@ -163,11 +190,7 @@ def kubernetes(binary):
     check("eks.amazonaws.com/skip-containers" in pod["metadata"]["annotations"]
           and "app" in pod["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"].split(","),
           "the EKS webhook skips the app container (IRSA's variables, Pod Identity's token)")
-
-    network_policy(find(base, "NetworkPolicy"), pod, metrics_port)
-    monitoring(builds["with-monitoring"], pod, spec)
-    pre_129(builds["pre-1.29"], sidecar, directory, roles)
-    pod_identity(builds["pod-identity"], account, namespace)
+    return pod, sidecar, effective
 
 
 def network_policy(policy, pod, metrics_port):
