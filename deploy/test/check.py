@@ -116,6 +116,13 @@ def kustomizations():
         r = run([os.path.join(os.path.dirname(sys.executable), "kubernetes-validate"), "--strict", "--quiet", *files])
         check(r.returncode == 0, "kubernetes-validate --strict: the built base, every overlay, variants/job-once.yaml"
               + ("" if r.returncode == 0 else "\n" + r.stdout + r.stderr))
+    # The commands the files' comments give name what exists.
+    named = set()
+    for path in glob.glob(os.path.join(ROOT, "deploy", "**", "*.yaml"), recursive=True):
+        named |= set(re.findall(r"kubectl apply -[kf] (deploy/[\w./-]+)", open(path).read()))
+    missing = sorted(n for n in named if not os.path.exists(os.path.join(ROOT, n)))
+    check(named and not missing, f"the {len(named)} paths in the manifests' kubectl apply commands exist"
+          + ("" if not missing else ": not " + ", ".join(missing)))
     return builds
 
 
