@@ -335,8 +335,19 @@ impl Assumer {
             Ok(Err(e)) => return Err(AssumeError::from_sdk(&e, arn.as_str())),
             Ok(Ok(output)) => output,
         };
-        credentials_from(output.credentials, arn, now())
+        let assumed_arn = output.assumed_role_user.map(|user| user.arn);
+        credentials_from(output.credentials, assumed_arn.as_deref(), arn, now())
     }
+}
+
+/// The account of an assumed-role ARN (`arn:aws:sts::<account>:assumed-role/<role>/<session>`)
+/// when it is 12 digits (nothing else from a reply reaches a file), else the configured role's,
+/// which STS answers for in any case.
+fn account_of(assumed_arn: Option<&str>, role: &RoleArn) -> String {
+    let returned = assumed_arn
+        .and_then(|arn| arn.split(':').nth(4))
+        .filter(|account| account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()));
+    returned.unwrap_or(role.account()).to_string()
 }
 
 /// An answer longer than STS grants is not believed; this much is allowed for the clocks of STS
@@ -349,6 +360,7 @@ const CLOCK_SLACK: Duration = Duration::from_secs(3600);
 /// fails is kind `other`, and its values are never quoted.
 fn credentials_from(
     returned: Option<aws_sdk_sts::types::Credentials>,
+    assumed_arn: Option<&str>,
     arn: &RoleArn,
     issued: SystemTime,
 ) -> Result<Credentials, AssumeError> {
@@ -370,6 +382,7 @@ fn credentials_from(
         expiration,
         issued,
         role_arn: arn.to_string(),
+        account_id: account_of(assumed_arn, arn),
     };
     if let Err(part) = credentials.check_shape() {
         return Err(refused(format!(
@@ -459,17 +472,39 @@ mod tests {
     }
 
     #[test]
+    fn the_account_comes_from_the_assumed_role_arn_when_it_is_twelve_digits() {
+        let arn: RoleArn = "arn:aws:iam::111111111111:role/R".parse().unwrap();
+        let cases = [
+            (
+                Some("arn:aws:sts::222222222222:assumed-role/R/s"),
+                "222222222222",
+            ),
+            (
+                Some("arn:aws:sts::22222\n[x]:assumed-role/R/s"),
+                "111111111111",
+            ),
+            (Some("nonsense"), "111111111111"),
+            (None, "111111111111"),
+        ];
+        for (assumed, account) in cases {
+            assert_eq!(account_of(assumed, &arn), account, "{assumed:?}");
+        }
+    }
+
+    #[test]
     fn replies_are_believed_only_when_well_formed_and_within_what_sts_grants() {
         let arn: RoleArn = "arn:aws:iam::111111111111:role/R".parse().unwrap();
         let key = "ASIAQWERTYUIOPASDFGH";
         let token = "FQoGZXIvYXdzEBYaDgoodtoken";
         let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let hour = Duration::from_secs(3600);
-        let ok = credentials_from(Some(reply(key, token, hour)), &arn, at(0)).unwrap();
+        let assumed = Some("arn:aws:sts::111111111111:assumed-role/R/s");
+        let ok = credentials_from(Some(reply(key, token, hour)), assumed, &arn, at(0)).unwrap();
         assert_eq!(ok.access_key_id, key);
         assert_eq!(ok.issued, at(0));
+        assert_eq!(ok.account_id, "111111111111");
         let twelve_hours = reply(key, token, 12 * hour);
-        assert!(credentials_from(Some(twelve_hours), &arn, at(1)).is_ok());
+        assert!(credentials_from(Some(twelve_hours), None, &arn, at(1)).is_ok());
 
         let refusals = [
             (None, at(0), "without Credentials"),
@@ -491,7 +526,7 @@ mod tests {
             ),
         ];
         for (returned, issued, why) in refusals {
-            let e = credentials_from(returned, &arn, issued).unwrap_err();
+            let e = credentials_from(returned, None, &arn, issued).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Other, "{why}");
             assert!(e.message.contains(why), "{why}: {e}");
             assert!(

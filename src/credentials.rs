@@ -90,6 +90,9 @@ pub struct Credentials {
     pub issued: SystemTime,
     /// The role they are for, as configured (not the assumed-role session ARN).
     pub role_arn: String,
+    /// The role's 12-digit account, for SDKs that route by account (`AccountId`,
+    /// `aws_account_id`, `AWS_ACCOUNT_ID`): from the assumed-role ARN STS returned.
+    pub account_id: String,
 }
 
 impl Credentials {
@@ -170,6 +173,7 @@ mod tests {
             expiration: SystemTime::UNIX_EPOCH,
             issued: SystemTime::UNIX_EPOCH,
             role_arn: "arn:aws:iam::111111111111:role/R".into(),
+            account_id: "111111111111".into(),
         };
         let printed = format!("{creds:?} {}", creds.session_token);
         assert!(printed.contains("ASIAEXAMPLE"));
@@ -185,6 +189,7 @@ mod tests {
             expiration: SystemTime::UNIX_EPOCH,
             issued: SystemTime::UNIX_EPOCH,
             role_arn: "arn:aws:iam::111111111111:role/R".into(),
+            account_id: "111111111111".into(),
         }
         .check_shape()
     }

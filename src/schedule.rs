@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::clock::later;
-use crate::config::RefreshConfig;
+use crate::config::{default_min_remaining, RefreshConfig};
 
 /// The shortest wait between two refreshes of one role, whatever the credentials say, so that
 /// credentials that come back already short-lived cannot turn the loop into a hot loop.
@@ -15,8 +15,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Policy {
     /// Refresh once this fraction of the lifetime has passed.
     pub lifetime_fraction: f64,
-    /// Never later than this before expiry.
-    pub min_remaining: Duration,
+    /// Never later than this before expiry; none: [`default_min_remaining`] of the lifetime.
+    pub min_remaining: Option<Duration>,
     /// Never later than this after the credentials were issued.
     pub max_interval: Option<Duration>,
     /// +/- fraction applied to each refresh interval.
@@ -31,7 +31,7 @@ impl From<&RefreshConfig> for Policy {
     fn from(r: &RefreshConfig) -> Self {
         Policy {
             lifetime_fraction: r.lifetime_fraction,
-            min_remaining: r.min_remaining.0,
+            min_remaining: r.min_remaining.map(|d| d.0),
             max_interval: r.max_interval.map(|d| d.0),
             jitter: r.jitter,
             backoff_initial: r.backoff_initial.0,
@@ -40,10 +40,18 @@ impl From<&RefreshConfig> for Policy {
     }
 }
 
+impl Policy {
+    /// How long before expiry credentials that live `lifetime` are due.
+    pub fn margin(&self, lifetime: Duration) -> Duration {
+        self.min_remaining
+            .unwrap_or_else(|| default_min_remaining(lifetime))
+    }
+}
+
 /// When to refresh credentials issued at `issued` that expire at `expiry`.
 ///
 /// `sample` is uniform in `[-1, 1]` and scales the jitter. The result is never later than
-/// `expiry - min_remaining` nor `issued + max_interval`, and never sooner than
+/// `expiry - margin` nor `issued + max_interval`, and never sooner than
 /// `issued + MIN_INTERVAL`.
 pub fn next_refresh(
     policy: &Policy,
@@ -53,7 +61,7 @@ pub fn next_refresh(
 ) -> SystemTime {
     let lifetime = expiry.duration_since(issued).unwrap_or_default();
     let mut latest = expiry
-        .checked_sub(policy.min_remaining)
+        .checked_sub(policy.margin(lifetime))
         .unwrap_or(issued)
         .max(issued);
     if let Some(max) = policy.max_interval {
@@ -89,7 +97,8 @@ pub fn call_budget(timeout: Duration, chain_len: usize, grace: Duration) -> Dura
     timeout.saturating_mul(calls).saturating_add(grace)
 }
 
-/// When to retry after a failure at `now`, given the credentials still held (if any).
+/// When to retry after a failure at `now`, given the issue and expiry times of the credentials
+/// still held (if any).
 ///
 /// A retry is never scheduled after the credentials held now stop being fresh, so a long backoff
 /// cannot let valid credentials run out while STS is reachable again.
@@ -98,10 +107,14 @@ pub fn next_retry(
     now: SystemTime,
     failures: u32,
     sample: f64,
-    held_expiry: Option<SystemTime>,
+    held: Option<(SystemTime, SystemTime)>,
 ) -> SystemTime {
     let at = later(now, backoff(policy, failures, sample));
-    match held_expiry.and_then(|e| e.checked_sub(policy.min_remaining)) {
+    let fresh_until = held.and_then(|(issued, expiry)| {
+        let lifetime = expiry.duration_since(issued).unwrap_or_default();
+        expiry.checked_sub(policy.margin(lifetime))
+    });
+    match fresh_until {
         // Only pull the retry in while that point is still ahead; past it, backoff rules alone.
         Some(fresh_until) if fresh_until > now => at.min(fresh_until),
         _ => at,
@@ -115,7 +128,7 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             lifetime_fraction: 0.5,
-            min_remaining: Duration::from_secs(20 * 60),
+            min_remaining: Some(Duration::from_secs(20 * 60)),
             max_interval: None,
             jitter: 0.1,
             backoff_initial: Duration::from_secs(1),
@@ -215,19 +228,47 @@ mod tests {
         let now = at(1000);
         // Backoff would say 60 s; credentials stop being fresh at 3600 - 1200 = 2400: no change.
         assert_eq!(
-            next_retry(&p, now, 7, 60.0 / 64.0, Some(at(3600))),
+            next_retry(&p, now, 7, 60.0 / 64.0, Some((T0, at(3600)))),
             at(1060)
         );
         // Fresh only until 1030: retry then.
         assert_eq!(
-            next_retry(&p, now, 7, 60.0 / 64.0, Some(at(2230))),
+            next_retry(&p, now, 7, 60.0 / 64.0, Some((T0, at(2230)))),
             at(1030)
         );
         // Already past fresh: plain backoff.
         assert_eq!(
-            next_retry(&p, now, 7, 60.0 / 64.0, Some(at(2000))),
+            next_retry(&p, now, 7, 60.0 / 64.0, Some((T0, at(2000)))),
             at(1060)
         );
         assert_eq!(next_retry(&p, now, 7, 60.0 / 64.0, None), at(1060));
+    }
+
+    #[test]
+    fn without_min_remaining_the_margin_is_twenty_minutes_or_a_third_of_the_lifetime() {
+        let p = Policy {
+            min_remaining: None,
+            lifetime_fraction: 0.99,
+            ..policy()
+        };
+        let minutes = |m: u64| secs(m * 60);
+        for (lifetime, margin) in [
+            (minutes(15), minutes(5)),
+            (minutes(16), secs(320)),
+            (minutes(60), minutes(20)),
+            (minutes(720), minutes(20)),
+        ] {
+            assert_eq!(p.margin(lifetime), margin, "{lifetime:?}");
+            // 99 % of the lifetime would be later than the margin allows: the margin decides.
+            let expiry = T0 + lifetime;
+            assert_eq!(next_refresh(&p, T0, expiry, 0.0), expiry - margin);
+        }
+        // A retry is pulled in to the margin of the credentials held too: backoff says 640 s,
+        // 15 min credentials are due at 600 s.
+        let now = at(580);
+        assert_eq!(
+            next_retry(&p, now, 7, 60.0 / 64.0, Some((T0, T0 + minutes(15)))),
+            T0 + minutes(10)
+        );
     }
 }

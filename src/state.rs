@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::assume::AssumeError;
-use crate::config::{RoleConfig, RoleName};
+use crate::config::{default_min_remaining, RoleConfig, RoleName};
 use crate::credentials::{Credentials, SecretBytes};
 
 /// The state of one role.
@@ -47,7 +47,13 @@ impl RoleState {
 
     /// Whether the role is ready at `now`: valid credentials written to every output, and not
     /// about to expire while refreshes fail. The error says why not.
-    pub fn readiness(&self, now: SystemTime, min_remaining: Duration) -> Result<(), String> {
+    /// `min_remaining` is `refresh.min_remaining`; none: the default for these credentials'
+    /// lifetime.
+    pub fn readiness(
+        &self,
+        now: SystemTime,
+        min_remaining: Option<Duration>,
+    ) -> Result<(), String> {
         let failing = || match &self.last_error {
             Some(e) => format!("; the last refresh failed: {}", e.kind),
             None => String::new(),
@@ -72,7 +78,12 @@ impl RoleState {
         // credentials that ended the failures are written. An on-time refresh is never judged so:
         // it may fall exactly at min_remaining, and readiness would flicker at each one.
         let remaining = published.duration_since(now).unwrap_or_default();
-        if remaining < min_remaining {
+        let lifetime = creds
+            .expiration
+            .duration_since(creds.issued)
+            .unwrap_or_default();
+        let margin = min_remaining.unwrap_or_else(|| default_min_remaining(lifetime));
+        if remaining < margin {
             if self.consecutive_failures > 0 {
                 return Err(format!(
                     "the credentials expire in {}s and refreshing them fails{}",
@@ -145,8 +156,9 @@ pub struct ReloadStatus {
 #[derive(Debug, Default)]
 struct SidecarWide {
     reload: Option<ReloadStatus>,
-    /// `refresh.min_remaining`: readiness turns 503 inside it while refreshes fail.
-    min_remaining: Duration,
+    /// `refresh.min_remaining`: readiness turns 503 inside it while refreshes fail; none: each
+    /// role's default.
+    min_remaining: Option<Duration>,
 }
 
 /// Shared, cloneable state of all roles.
@@ -162,7 +174,7 @@ pub struct State {
 impl State {
     /// A state holding `roles`, none of them with credentials yet; readiness judges near
     /// expiry by `min_remaining`.
-    pub fn new(roles: &[RoleConfig], min_remaining: Duration) -> State {
+    pub fn new(roles: &[RoleConfig], min_remaining: Option<Duration>) -> State {
         let state = State::default();
         state.set_min_remaining(min_remaining);
         for role in roles {
@@ -298,15 +310,15 @@ impl State {
     }
 
     /// Sets the readiness margin (`refresh.min_remaining`, which a reload may change).
-    pub fn set_min_remaining(&self, min_remaining: Duration) {
+    pub fn set_min_remaining(&self, min_remaining: Option<Duration>) {
         self.sidecar
             .write()
             .expect("state lock poisoned")
             .min_remaining = min_remaining;
     }
 
-    /// The readiness margin.
-    pub fn min_remaining(&self) -> Duration {
+    /// The readiness margin; none: each role's default.
+    pub fn min_remaining(&self) -> Option<Duration> {
         self.sidecar
             .read()
             .expect("state lock poisoned")
@@ -344,6 +356,7 @@ mod tests {
                 expiration: at(expiry),
                 issued: at(0),
                 role_arn: "arn".into(),
+                account_id: "111111111111".into(),
             })),
             published: Some(at(expiry)),
             ..RoleState::default()
@@ -353,23 +366,23 @@ mod tests {
     #[test]
     fn ready_only_with_valid_published_credentials() {
         assert!(RoleState::default()
-            .readiness(at(0), MIN)
+            .readiness(at(0), Some(MIN))
             .unwrap_err()
             .contains("no credentials yet"));
-        assert!(with_creds(3600).readiness(at(100), MIN).is_ok());
+        assert!(with_creds(3600).readiness(at(100), Some(MIN)).is_ok());
         assert!(with_creds(3600)
-            .readiness(at(3600), MIN)
+            .readiness(at(3600), Some(MIN))
             .unwrap_err()
             .contains("expired"));
         let unpublished = RoleState {
             published: None,
             ..with_creds(3600)
         };
-        assert!(unpublished.readiness(at(100), MIN).is_err());
+        assert!(unpublished.readiness(at(100), Some(MIN)).is_err());
         let mut broken = with_creds(3600);
         broken.write_errors.insert("env_file", "disk full".into());
         assert!(broken
-            .readiness(at(100), MIN)
+            .readiness(at(100), Some(MIN))
             .unwrap_err()
             .contains("env_file"));
     }
@@ -378,7 +391,7 @@ mod tests {
     fn not_ready_near_expiry_only_while_refreshes_fail() {
         let near = at(3600 - 600);
         assert!(
-            with_creds(3600).readiness(near, MIN).is_ok(),
+            with_creds(3600).readiness(near, Some(MIN)).is_ok(),
             "no failure: still ready"
         );
         let mut failing = with_creds(3600);
@@ -389,10 +402,10 @@ mod tests {
             message: "unreachable".into(),
         });
         assert!(
-            failing.readiness(at(100), MIN).is_ok(),
+            failing.readiness(at(100), Some(MIN)).is_ok(),
             "plenty left: still ready"
         );
-        let why = failing.readiness(near, MIN).unwrap_err();
+        let why = failing.readiness(near, Some(MIN)).unwrap_err();
         assert!(
             why.contains("expire in 600s") && why.contains("network"),
             "{why}"
@@ -405,19 +418,19 @@ mod tests {
         let mut recovering = with_creds(7200);
         recovering.published = Some(at(3600));
         recovering.recovering = true;
-        let why = recovering.readiness(at(3600 - 600), MIN).unwrap_err();
+        let why = recovering.readiness(at(3600 - 600), Some(MIN)).unwrap_err();
         assert!(why.contains("being written"), "{why}");
         assert!(
-            recovering.readiness(at(100), MIN).is_ok(),
+            recovering.readiness(at(100), Some(MIN)).is_ok(),
             "the old ones have plenty left: no flicker"
         );
         recovering.published = Some(at(7200));
         recovering.recovering = false;
-        assert!(recovering.readiness(at(3600 - 600), MIN).is_ok());
+        assert!(recovering.readiness(at(3600 - 600), Some(MIN)).is_ok());
         // An on-time refresh at exactly min_remaining: still ready while its files are written.
         let mut on_time = with_creds(7200);
         on_time.published = Some(at(3600));
-        assert!(on_time.readiness(at(3600 - 600), MIN).is_ok());
+        assert!(on_time.readiness(at(3600 - 600), Some(MIN)).is_ok());
     }
 
     #[test]
@@ -427,7 +440,7 @@ mod tests {
         failing.consecutive_failures = 9;
         let near = at(3600 - 60);
         assert!(
-            failing.readiness(near, MIN).is_err(),
+            failing.readiness(near, Some(MIN)).is_err(),
             "not ready near expiry"
         );
         assert_eq!(failing.serving(near), Ok(()), "but serving");

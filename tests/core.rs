@@ -100,11 +100,20 @@ fn once_writes_every_format_and_the_aws_cli_uses_each() {
 
     let env_text = fs::read_to_string(out.join("account-a.env")).unwrap();
     let env: Vec<(&str, &str)> = env_text.lines().filter_map(|l| l.split_once('=')).collect();
-    assert_eq!(env.len(), 4);
+    assert_eq!(env.len(), 5);
+    assert!(env.contains(&("AWS_ACCOUNT_ID", "111111111111")), "{env:?}");
     assert_eq!(sb.caller_arn(&moto, &[], &env), a_arn, "env file");
 
     let json = process_json(&out, "account-c");
     assert_eq!(json["Version"], 1);
+    // Each delivery carries the role's own account, from the assumed-role ARN STS returned.
+    assert_eq!(json["AccountId"], "333333333333");
+    let ini = fs::read_to_string(out.join("credentials")).unwrap();
+    assert!(
+        ini.contains("aws_account_id = 111111111111\n")
+            && ini.contains("aws_account_id = 333333333333\n"),
+        "{ini}"
+    );
     let expiration = humantime::parse_rfc3339(json["Expiration"].as_str().unwrap()).unwrap();
     let lifetime = expiration.duration_since(now()).unwrap();
     assert!(

@@ -177,3 +177,64 @@ fn before_the_first_credentials_the_config_profile_says_the_role_is_not_ready_th
         "{arn}"
     );
 }
+
+#[test]
+fn every_duration_sts_grants_works_without_a_refresh_section() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let plan = common::sidecar::Sidecar::plan(&sb, &moto.url);
+    // Role name, duration, and the margin each gets: 20m, or a third of a shorter session.
+    let roles = [
+        ("d15", "15m", "5m", 300),
+        ("d16", "16m", "5m20s", 320),
+        ("h1", "1h", "20m", 1200),
+        ("h12", "12h", "20m", 1200),
+    ];
+    let mut text = format!(
+        "sts:\n  endpoint_url: {}\noutputs:\n  directory: {}\n{}roles:\n",
+        moto.url,
+        plan.out().display(),
+        plan.listen_yaml()
+    );
+    for (name, duration, _, _) in roles {
+        text.push_str(&format!(
+            "  - name: {name}\n    role_arn: arn:aws:iam::111111111111:role/{name}\n    duration: {duration}\n"
+        ));
+    }
+    let config = sb.write("config.yaml", &text);
+
+    let (status, stdout, stderr) = run({
+        let mut c = sb.rolerelay();
+        c.args(["check", "--config"]).arg(&config);
+        c
+    });
+    assert!(status.success(), "{stderr}");
+    let effective: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for (i, (name, _, margin, _)) in roles.iter().enumerate() {
+        assert_eq!(effective["roles"][i]["min_remaining"], *margin, "{name}");
+    }
+
+    let sidecar = plan.start(&config);
+    sidecar.wait_readyz(200, Duration::from_secs(30));
+    let report = sidecar.status_report();
+    for (name, duration, _, margin) in roles {
+        let role = report["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap();
+        let time = |key: &str| humantime::parse_rfc3339(role[key].as_str().unwrap()).unwrap();
+        let (expiration, next) = (time("expiration"), time("next_refresh"));
+        let lifetime = expiration.duration_since(time("last_success")).unwrap();
+        let requested = humantime::parse_duration(duration).unwrap();
+        assert!(
+            lifetime + Duration::from_secs(5) >= requested,
+            "{name}: STS granted {lifetime:?}"
+        );
+        assert!(
+            next + Duration::from_secs(margin) <= expiration,
+            "{name}: the refresh at {next:?} is within {margin}s of the expiry {expiration:?}"
+        );
+    }
+}

@@ -51,7 +51,7 @@ fn runs_without_a_panic(c: &Config) {
         }
         for failures in [0, 1, 31, 64, u32::MAX] {
             let _ = schedule::backoff(&policy, failures, 0.999);
-            let _ = schedule::next_retry(&policy, now, failures, 0.999, Some(now));
+            let _ = schedule::next_retry(&policy, now, failures, 0.999, Some((now, now)));
         }
         if let Some(max) = c.refresh.max_interval {
             let _ = later(now, max.0);
@@ -241,7 +241,7 @@ proptest! {
                 prop_assert!(c.outputs.file_mode.0 & 0o027 == 0, "nothing for others, no group write");
                 prop_assert!(!c.roles.is_empty());
                 for r in &c.roles {
-                    prop_assert!(r.duration.0 > c.refresh.min_remaining.0);
+                    prop_assert!(r.duration.0 > r.min_remaining.0);
                     let n = &r.session_name_resolved;
                     prop_assert!((2..=64).contains(&n.len()));
                 }

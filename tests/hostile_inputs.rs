@@ -249,12 +249,14 @@ fn the_env_file_round_trips_through_a_shell_exactly() {
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
         "AWS_CREDENTIAL_EXPIRATION",
+        "AWS_ACCOUNT_ID",
     ];
     let expected: Vec<&str> = [
         "AccessKeyId",
         "SecretAccessKey",
         "SessionToken",
         "Expiration",
+        "AccountId",
     ]
     .iter()
     .map(|key| json[key].as_str().unwrap())

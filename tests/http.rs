@@ -110,10 +110,12 @@ print(session.client("sts", endpoint_url=sys.argv[1]).get_caller_identity()["Arn
         "Token",
         "Expiration",
         "RoleArn",
+        "AccountId",
     ] {
         assert!(v[key].is_string(), "{key} in {body}");
     }
     assert_eq!(v["RoleArn"], ROLE);
+    assert_eq!(v["AccountId"], ROLE.split(':').nth(4).unwrap());
 }
 
 #[test]

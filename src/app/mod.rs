@@ -35,7 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Builds what the refresh loops share, with `assumer` calling STS: the state, the metrics and
 /// the outputs, whose directory is prepared (stale files of an earlier run removed).
 pub fn context(config: &Config, assumer: Assumer, clock: Clock) -> anyhow::Result<Context> {
-    let state = State::new(&config.roles, config.refresh.min_remaining.0);
+    let state = State::new(&config.roles, config.refresh.min_remaining.map(|d| d.0));
     let outputs = Arc::new(Outputs::new(
         &config.outputs,
         &config.sts.region,

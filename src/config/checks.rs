@@ -84,7 +84,7 @@ pub fn source_identity(id: &str) -> Result<(), String> {
 /// credentials would be due for refresh the moment they arrive.
 pub fn session_duration(
     duration: HumanDuration,
-    min_remaining: HumanDuration,
+    min_remaining: Option<HumanDuration>,
 ) -> Result<(), String> {
     // STS takes whole seconds (DurationSeconds), so a fraction of a second does not count.
     let seconds = MIN_SESSION_DURATION.as_secs()..=MAX_SESSION_DURATION.as_secs();
@@ -95,6 +95,9 @@ pub fn session_duration(
             HumanDuration(MAX_SESSION_DURATION)
         ));
     }
+    let Some(min_remaining) = min_remaining else {
+        return Ok(());
+    };
     if duration.0 <= min_remaining.0 {
         return Err(format!(
             "session duration {duration} is not longer than refresh.min_remaining ({min_remaining}): \
@@ -107,8 +110,11 @@ pub fn session_duration(
 /// A chained role's duration: STS cuts it to [`ONE_HOUR`], which must still outlast `min_remaining`.
 pub fn chained_session_duration(
     duration: HumanDuration,
-    min_remaining: HumanDuration,
+    min_remaining: Option<HumanDuration>,
 ) -> Result<(), String> {
+    let Some(min_remaining) = min_remaining else {
+        return Ok(());
+    };
     if duration.0.min(ONE_HOUR) <= min_remaining.0 {
         let one_hour = HumanDuration(ONE_HOUR);
         return Err(format!(

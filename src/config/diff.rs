@@ -76,10 +76,20 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
         .map(|(key, _)| *key)
         .collect();
 
+    // A role's `min_remaining` follows `refresh` (applied live, from the credentials' lifetime):
+    // a change there alone does not call STS again.
+    let same_role = |before: &RoleConfig, after: &RoleConfig| {
+        RoleConfig {
+            min_remaining: before.min_remaining,
+            ..after.clone()
+        } == *before
+    };
     for role in &new.roles {
         match old.roles.iter().find(|r| r.name == role.name) {
             None => changes.added.push(role.clone()),
-            Some(before) if before != role || changes.sts => changes.changed.push(role.clone()),
+            Some(before) if !same_role(before, role) || changes.sts => {
+                changes.changed.push(role.clone())
+            }
             Some(_) => changes.kept.push(role.name.clone()),
         }
     }

@@ -31,7 +31,10 @@ use serde::Serialize;
 pub use args::ConfigArgs;
 use file::FileConfig;
 use resolve::Resolver;
-pub use rules::{MAX_SESSION_DURATION, MIN_SESSION_DURATION, ONE_HOUR};
+pub use rules::{
+    default_min_remaining, DEFAULT_MIN_REMAINING, MAX_SESSION_DURATION, MIN_SESSION_DURATION,
+    ONE_HOUR,
+};
 pub use values::{
     FileMode, HumanDuration, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate,
     TemplateVars,
@@ -107,8 +110,9 @@ pub struct SourceConfig {
 pub struct RefreshConfig {
     /// Refresh once this fraction of the lifetime has passed. Default 0.5.
     pub lifetime_fraction: f64,
-    /// ...and never later than this before expiry. Default 20m.
-    pub min_remaining: HumanDuration,
+    /// ...and never later than this before expiry. Default: none, which is 20m, or a third of
+    /// the credentials' lifetime when that is shorter ([`default_min_remaining`]), per role.
+    pub min_remaining: Option<HumanDuration>,
     /// Optional hard upper bound between refreshes. Default: none.
     pub max_interval: Option<HumanDuration>,
     /// +/- fraction applied to each scheduled refresh. Default 0.1.
@@ -138,6 +142,10 @@ pub struct RoleConfig {
     pub external_id: Option<String>,
     /// Requested session duration. Default 1h.
     pub duration: HumanDuration,
+    /// How long before expiry the credentials count as due: `refresh.min_remaining`, else the
+    /// default for the longest session this role gets (a chained one gets at most 1h). The
+    /// refresh loop works it out again from the credentials STS actually grants.
+    pub min_remaining: HumanDuration,
     /// Role ARNs assumed first, in order, each with the previous hop's credentials.
     pub chain: Vec<RoleArn>,
     /// Inline JSON policy that narrows the session's permissions. Default: none.

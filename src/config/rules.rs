@@ -4,6 +4,15 @@
 
 use std::time::Duration;
 
+/// `refresh.min_remaining` when it is not set: this much before expiry, or a third of the
+/// credentials' lifetime when that is shorter, so that every duration STS grants (15m too) works.
+pub const DEFAULT_MIN_REMAINING: Duration = Duration::from_secs(20 * 60);
+
+/// The margin for credentials that live `lifetime` when `refresh.min_remaining` is not set.
+pub fn default_min_remaining(lifetime: Duration) -> Duration {
+    DEFAULT_MIN_REMAINING.min(lifetime / 3)
+}
+
 /// The longest session STS grants a chained role, the shortest maximum a role can have, and the
 /// default session duration.
 pub const ONE_HOUR: Duration = Duration::from_secs(3600);

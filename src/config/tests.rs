@@ -100,8 +100,16 @@ fn the_spec_example_is_the_defaults() {
     assert_eq!(full.outputs.process_command, "cat {dir}/{role}.json");
     assert_eq!(minimal.outputs.process_command, DEFAULT_PROCESS_COMMAND);
     full.outputs.process_command = DEFAULT_PROCESS_COMMAND.into();
+    // The example writes out the 20m that a 1h role gets when min_remaining is not set.
+    assert_eq!(
+        full.refresh.min_remaining,
+        Some(HumanDuration(Duration::from_secs(1200)))
+    );
+    assert_eq!(full.roles[0].min_remaining, minimal.roles[0].min_remaining);
+    full.refresh.min_remaining = None;
     assert_eq!(full, minimal);
-    assert_eq!(minimal.refresh.min_remaining.0, Duration::from_secs(1200));
+    assert_eq!(minimal.refresh.min_remaining, None);
+    assert_eq!(minimal.roles[0].min_remaining.0, Duration::from_secs(1200));
     assert_eq!(minimal.refresh.backoff_max.0, Duration::from_secs(120));
     assert_eq!(minimal.refresh.concurrency, 16);
     assert_eq!(minimal.outputs.file_mode.0, 0o640);
@@ -306,9 +314,9 @@ fn cross_field_errors_say_what_to_change() {
         "{err}"
     );
     let err = error(
-        "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 15m\n",
+        "refresh:\n  min_remaining: 20m\nroles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 15m\n",
     );
-    assert!(err.starts_with("c.yaml:4: roles[0].duration: session duration 15m is not longer than refresh.min_remaining"), "{err}");
+    assert!(err.starts_with("c.yaml:6: roles[0].duration: session duration 15m is not longer than refresh.min_remaining (20m)"), "{err}");
     let err = error(
         "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 13h\n",
     );
@@ -497,4 +505,32 @@ fn the_default_process_command_prints_the_json_or_says_the_role_is_not_ready() {
         assert_eq!(present.stdout, b"{\"Version\": 1}");
         assert!(present.stderr.is_empty());
     }
+}
+
+#[test]
+fn without_min_remaining_every_duration_sts_grants_works_with_its_own_margin() {
+    let minutes = |m: u64| HumanDuration(Duration::from_secs(m * 60));
+    for (duration, margin) in [
+        ("15m", minutes(5)),
+        ("16m", HumanDuration(Duration::from_secs(320))),
+        ("1h", minutes(20)),
+        ("12h", minutes(20)),
+    ] {
+        let config = load(&format!(
+            "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: {duration}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{duration}: {e}"));
+        assert_eq!(config.roles[0].min_remaining, margin, "{duration}");
+    }
+    // A chained role gets at most 1h, and its margin follows.
+    let config = load(
+        "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 12h\n    chain: [arn:aws:iam::222222222222:role/H]\n",
+    )
+    .unwrap();
+    assert_eq!(config.roles[0].min_remaining, minutes(20));
+    let config = load(
+        "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    duration: 30m\n    chain: [arn:aws:iam::222222222222:role/H]\n",
+    )
+    .unwrap();
+    assert_eq!(config.roles[0].min_remaining, minutes(10));
 }

@@ -72,6 +72,11 @@ impl RoleArn {
     pub fn role_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or_default()
     }
+
+    /// The 12-digit account the role is in.
+    pub fn account(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
 }
 
 impl FromStr for RoleArn {

@@ -89,7 +89,7 @@ pub fn servingz(roles: &BTreeMap<RoleName, RoleState>, now: SystemTime) -> Respo
 pub fn readyz(
     roles: &BTreeMap<RoleName, RoleState>,
     now: SystemTime,
-    min_remaining: Duration,
+    min_remaining: Option<Duration>,
 ) -> Response {
     verdict(
         roles,
@@ -148,7 +148,12 @@ struct ErrorStatus {
 }
 
 impl RoleStatus {
-    fn new(name: &RoleName, role: &RoleState, now: SystemTime, min_remaining: Duration) -> Self {
+    fn new(
+        name: &RoleName,
+        role: &RoleState,
+        now: SystemTime,
+        min_remaining: Option<Duration>,
+    ) -> Self {
         let readiness = role.readiness(now, min_remaining);
         RoleStatus {
             name: name.to_string(),
@@ -174,7 +179,7 @@ impl RoleStatus {
 pub fn status(
     roles: &BTreeMap<RoleName, RoleState>,
     reload: Option<&ReloadStatus>,
-    min_remaining: Duration,
+    min_remaining: Option<Duration>,
     now: SystemTime,
 ) -> serde_json::Value {
     let roles: Vec<RoleStatus> = roles

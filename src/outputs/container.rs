@@ -13,6 +13,7 @@ struct ContainerCredentials<'a> {
     token: &'a str,
     expiration: String,
     role_arn: &'a str,
+    account_id: &'a str,
 }
 
 /// The endpoint's 200 answer for `creds`.
@@ -23,6 +24,7 @@ pub fn render(creds: &Credentials) -> SecretBytes {
         token: creds.session_token.expose(),
         expiration: rfc3339(creds.expiration),
         role_arn: &creds.role_arn,
+        account_id: &creds.account_id,
     };
     SecretBytes::new(serde_json::to_vec(&body).expect("plain strings serialize"))
 }

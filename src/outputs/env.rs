@@ -16,6 +16,7 @@ pub fn render(creds: &Credentials) -> String {
         ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key.expose()),
         ("AWS_SESSION_TOKEN", creds.session_token.expose()),
         ("AWS_CREDENTIAL_EXPIRATION", expiration.as_str()),
+        ("AWS_ACCOUNT_ID", creds.account_id.as_str()),
     ]
     .iter()
     .map(|(key, value)| format!("{key}={}\n", shell::quote(value)))

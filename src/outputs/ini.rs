@@ -24,10 +24,11 @@ pub fn render_credentials(
     for (section, c) in sections {
         let _ = write!(
             out,
-            "\n[{section}]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\n",
+            "\n[{section}]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\naws_account_id = {}\n",
             c.access_key_id,
             c.secret_access_key.expose(),
-            c.session_token.expose()
+            c.session_token.expose(),
+            c.account_id
         );
     }
     out

@@ -16,6 +16,7 @@ struct ProcessCredentials<'a> {
     secret_access_key: &'a str,
     session_token: &'a str,
     expiration: String,
+    account_id: &'a str,
 }
 
 /// The file's content.
@@ -26,6 +27,7 @@ pub fn render(creds: &Credentials) -> String {
         secret_access_key: creds.secret_access_key.expose(),
         session_token: creds.session_token.expose(),
         expiration: rfc3339(creds.expiration),
+        account_id: &creds.account_id,
     };
     serde_json::to_string(&doc).expect("plain strings serialize") + "\n"
 }

@@ -13,13 +13,20 @@ const EXPIRY: u64 = 1_795_863_600;
 
 fn creds(letter: char) -> Credentials {
     let l = letter.to_ascii_lowercase();
+    // Role B is in another account, so that each section's account is its own.
+    let account = if letter == 'B' {
+        "222222222222"
+    } else {
+        "111111111111"
+    };
     Credentials {
         access_key_id: format!("ASIA{}", letter.to_string().repeat(16)),
         secret_access_key: Secret::new(format!("secret-{l}/+=")),
         session_token: Secret::new(format!("token-{l}/+=")),
         expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY),
         issued: SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 3600),
-        role_arn: format!("arn:aws:iam::111111111111:role/Role{letter}"),
+        role_arn: format!("arn:aws:iam::{account}:role/Role{letter}"),
+        account_id: account.into(),
     }
 }
 
@@ -144,6 +151,7 @@ fn role(n: &str) -> RoleConfig {
         session_name_resolved: format!("s-{n}"),
         external_id: None,
         duration: crate::config::HumanDuration(Duration::from_secs(3600)),
+        min_remaining: crate::config::HumanDuration(Duration::from_secs(1200)),
         chain: vec![],
         policy: None,
         policy_arns: vec![],
@@ -158,7 +166,7 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("new/dir");
     let roles = [role("a"), role("b")];
-    let state = State::new(&roles, Duration::from_secs(1200));
+    let state = State::new(&roles, None);
     let outputs = Outputs::new(&config(&dir), "us-east-1", &roles);
     outputs
         .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
@@ -204,7 +212,7 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
 fn a_failed_write_is_reported_and_remembered() {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a")];
-    let state = State::new(&roles, Duration::from_secs(1200));
+    let state = State::new(&roles, None);
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     outputs
         .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
@@ -237,7 +245,7 @@ fn a_failed_write_is_reported_and_remembered() {
 fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a"), role("b")];
-    let state = State::new(&roles, Duration::from_secs(1200));
+    let state = State::new(&roles, None);
     let before = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     let earlier = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     earlier.blocking_prepare(&state, before).unwrap();
@@ -251,7 +259,7 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     let restarted = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     assert_eq!(
         restarted
-            .blocking_prepare(&State::new(&roles, Duration::from_secs(1200)), before)
+            .blocking_prepare(&State::new(&roles, None), before)
             .unwrap()
             .removed,
         1,
@@ -261,7 +269,7 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     let after = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY + 1);
     assert_eq!(
         restarted
-            .blocking_prepare(&State::new(&roles, Duration::from_secs(1200)), after)
+            .blocking_prepare(&State::new(&roles, None), after)
             .unwrap()
             .removed,
         1
@@ -280,7 +288,7 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
 fn one_role() -> (tempfile::TempDir, State, Outputs, SystemTime) {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a")];
-    let state = State::new(&roles, Duration::from_secs(1200));
+    let state = State::new(&roles, None);
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     outputs.blocking_prepare(&state, now).unwrap();
@@ -328,7 +336,7 @@ fn turning_an_output_off_forgets_its_last_error() {
 fn a_token_file_that_cannot_be_written_is_every_roles_error_until_it_is() {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a"), role("b")];
-    let state = State::new(&roles, Duration::from_secs(1200));
+    let state = State::new(&roles, None);
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     assert!(outputs
@@ -368,7 +376,7 @@ fn prepare_removes_what_is_planted_at_a_roles_json_and_reports_what_it_cannot() 
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
     std::os::unix::fs::symlink("/dev/zero", tmp.path().join("b.json")).unwrap();
     std::fs::create_dir_all(tmp.path().join("c.json/inner")).unwrap();
-    let state = State::new(&roles, Duration::from_secs(1200));
+    let state = State::new(&roles, None);
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     let prepared = outputs
         .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
@@ -392,7 +400,7 @@ fn a_config_that_cannot_be_written_at_start_is_every_roles_error_retried_with_th
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("config/inner")).unwrap();
     let roles = [role("a"), role("b")];
-    let state = State::new(&roles, Duration::from_secs(1200));
+    let state = State::new(&roles, None);
     let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
     let prepared = outputs
         .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
@@ -458,7 +466,7 @@ fn a_created_directory_stays_ours_and_gives_the_owner_only_its_group() {
         ..config(&dir)
     };
     let outputs = Outputs::new(&with_owner, "us-east-1", &roles);
-    let state = State::new(&roles, Duration::from_secs(1200));
+    let state = State::new(&roles, None);
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     match outputs.blocking_prepare(&state, SystemTime::UNIX_EPOCH) {

@@ -233,8 +233,8 @@ impl RoleLoop {
                         .state
                         .get(name)
                         .map_or(1, |s| s.consecutive_failures.max(1));
-                    let held_expiry = held.as_ref().map(|c| c.expiration);
-                    schedule::next_retry(&policy, now, failures, fastrand::f64(), held_expiry)
+                    let held_times = held.as_ref().map(|c| (c.issued, c.expiration));
+                    schedule::next_retry(&policy, now, failures, fastrand::f64(), held_times)
                 }
             };
         }

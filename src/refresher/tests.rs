@@ -70,7 +70,7 @@ async fn a_role_is_refreshed_at_half_its_lifetime_and_its_files_follow() {
     assert_eq!(testing::key_in(&dir.path().join("out/a.json")), last);
     let role = running.role();
     let now = running.ctx.clock.now();
-    assert_eq!(role.readiness(now, 20 * MINUTE), Ok(()));
+    assert_eq!(role.readiness(now, Some(20 * MINUTE)), Ok(()));
     assert_eq!(role.liveness(now), Ok(()));
     assert!(role.next_refresh.unwrap() > now);
     let successes = "rolerelay_refresh_total{result=\"success\",role=\"a\"}";
@@ -93,7 +93,7 @@ async fn a_failing_sts_is_retried_within_backoff_max_and_expired_credentials_are
     assert!(!json.exists(), "expired credentials are withdrawn");
     assert!(role.valid_credentials(now).is_none());
     assert!(role
-        .readiness(now, 20 * MINUTE)
+        .readiness(now, Some(20 * MINUTE))
         .unwrap_err()
         .contains("expired"));
     let failures = role.consecutive_failures;
@@ -112,7 +112,10 @@ async fn a_failing_sts_is_retried_within_backoff_max_and_expired_credentials_are
     assert!(json.exists(), "the files come back with the next success");
     let role = running.role();
     assert_eq!(role.consecutive_failures, 0);
-    assert_eq!(role.readiness(running.ctx.clock.now(), 20 * MINUTE), Ok(()));
+    assert_eq!(
+        role.readiness(running.ctx.clock.now(), Some(20 * MINUTE)),
+        Ok(())
+    );
     running.stop().await;
 }
 
@@ -171,7 +174,7 @@ async fn a_wall_clock_set_forward_past_the_refresh_is_acted_on_within_half_a_min
     let role = running.role();
     let now = running.ctx.clock.now();
     assert_eq!(role.liveness(now), Ok(()));
-    assert_eq!(role.readiness(now, 20 * MINUTE), Ok(()));
+    assert_eq!(role.readiness(now, Some(20 * MINUTE)), Ok(()));
     running.stop().await;
 }
 

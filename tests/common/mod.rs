@@ -160,23 +160,23 @@ impl Sandbox {
     }
 
     /// `rolerelay once` for one role, named `a`, against `sts`, writing to `out`; add to it, then
-    /// `run` it. It fails at the first error (`--retry-for 0`) rather than retrying for the
-    /// default minute, so that the tests of failures see one attempt.
+    /// `run` it. It fails at the first error (`ROLERELAY_RETRY_FOR=0`, which a `--retry-for`
+    /// added to it overrides) rather than retrying for the default minute, so that the tests of
+    /// failures see one attempt.
     pub fn once_one(&self, role_arn: &str, sts: &str, out: &Path) -> Command {
         let mut cmd = self.rolerelay();
-        cmd.args([
-            "once",
-            "--retry-for",
-            "0",
-            "--role-arn",
-            role_arn,
-            "--role-name",
-            "a",
-            "--sts-endpoint-url",
-            sts,
-            "--output-dir",
-        ])
-        .arg(out);
+        cmd.env("ROLERELAY_RETRY_FOR", "0")
+            .args([
+                "once",
+                "--role-arn",
+                role_arn,
+                "--role-name",
+                "a",
+                "--sts-endpoint-url",
+                sts,
+                "--output-dir",
+            ])
+            .arg(out);
         cmd
     }
 

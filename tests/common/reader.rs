@@ -166,7 +166,8 @@ impl Check {
         };
         let vars: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
         let get = |k: &str| vars.get(k).copied().unwrap_or_default().to_string();
-        if vars.len() != 4 || !text.ends_with('\n') {
+        // Key, secret, token, expiration and account: a complete file has all five.
+        if vars.len() != 5 || !text.ends_with('\n') {
             return self.error(format!("{role}.env: torn: {} lines", vars.len()));
         }
         self.generation(

@@ -254,18 +254,17 @@ impl Resolver<'_> {
             .file_or_default("refresh.jitter", &refresh.jitter, 0.1)
             .check(|value| checks::check_fraction(*value, false, "jitter").map(drop))?;
         let min_remaining = self
-            .file_or_default(
-                "refresh.min_remaining",
-                &refresh.min_remaining,
-                seconds(20 * 60),
-            )
-            .check(|duration| {
-                checks::at_most(
-                    duration,
-                    MAX_SESSION_DURATION,
-                    "no STS session lasts longer",
-                )
-            })?;
+            .file_value("refresh.min_remaining", &refresh.min_remaining)
+            .map(|margin| {
+                margin.check(|duration| {
+                    checks::at_most(
+                        duration,
+                        MAX_SESSION_DURATION,
+                        "no STS session lasts longer",
+                    )
+                })
+            })
+            .transpose()?;
         let max_interval = self
             .flag_or_file(
                 ("--max-interval", &self.args.max_interval),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::{flag_label, Resolver, Sourced};
 use crate::config::checks;
 use crate::config::file::FileRole;
-use crate::config::rules::{MAX_SESSION_TAGS, ONE_HOUR};
+use crate::config::rules::{default_min_remaining, MAX_SESSION_TAGS, ONE_HOUR};
 use crate::config::{
     ConfigError, HumanDuration, RefreshConfig, RoleArn, RoleConfig, RoleName, SessionTemplate,
 };
@@ -142,6 +142,9 @@ impl Resolver<'_> {
         let duration = input
             .duration
             .check(|duration| checks::session_duration(*duration, refresh.min_remaining))?;
+        let min_remaining = refresh
+            .min_remaining
+            .unwrap_or(HumanDuration(default_min_remaining(duration.0)));
         let external_id = input
             .external_id
             .map(|id| id.check(|id| checks::external_id(id)))
@@ -153,6 +156,7 @@ impl Resolver<'_> {
             session_name,
             external_id,
             duration,
+            min_remaining,
             chain: Vec::new(),
             policy: None,
             policy_arns: Vec::new(),
@@ -181,6 +185,10 @@ impl Resolver<'_> {
             Sourced::new(role.duration, origin).check(|duration| {
                 checks::chained_session_duration(*duration, refresh.min_remaining)
             })?;
+            if refresh.min_remaining.is_none() {
+                let granted = role.duration.0.min(ONE_HOUR);
+                role.min_remaining = HumanDuration(default_min_remaining(granted));
+            }
         }
         role.policy = self
             .file_value(&key("policy"), &entry.policy)
