@@ -70,7 +70,7 @@ fn refreshes(name: &str, sdk: Sdk, delivery: Delivery) {
         name,
         sdk.label(),
         &run.version,
-        delivery,
+        delivery.label(),
         &format!(
             "refreshes: {} generations in {} calls, no error",
             used.len(),
@@ -113,7 +113,7 @@ fn reads_once(name: &str, sdk: Sdk, delivery: Delivery) {
         name,
         sdk.label(),
         &run.version,
-        delivery,
+        delivery.label(),
         &format!(
             "reads once: {} calls signed by the first key while the sidecar rotated {rotations} times{errors}",
             signers.len()
@@ -157,7 +157,7 @@ fn each_command_takes_the_current_generation(name: &str, cli: Cli, delivery: Del
         name,
         cli.label(),
         version,
-        delivery,
+        delivery.label(),
         &format!("each command reads anew: {GENERATIONS} commands, {GENERATIONS} generations"),
     );
 }
@@ -262,7 +262,7 @@ fn go_sdk_1_17_cannot_read_the_endpoint_token_file() {
         "go_endpoint_token_file",
         Sdk::Go.label(),
         &run.version,
-        Delivery::Endpoint,
+        Delivery::Endpoint.label(),
         "not supported: the token file is not read; the endpoint answers 401",
     );
 }
@@ -324,7 +324,7 @@ fn aws_cli_v2_9_cannot_read_the_endpoint_token_file() {
         "cli2_endpoint_token_file",
         Cli::V2.label(),
         version,
-        Delivery::Endpoint,
+        Delivery::Endpoint.label(),
         "not supported: the token file is not read; the endpoint answers 401",
     );
 }
@@ -349,10 +349,12 @@ fn aws_cli_v2_takes_each_generation_from_the_env_file() {
 // `AWS_ACCOUNT_ID` in `<role>.env`; they pass once it does.
 
 /// `sdk` reports the role's account through each of `deliveries` (one call each).
-fn reports_the_roles_account(sdk: Sdk, deliveries: &[Delivery]) {
+fn reports_the_roles_account(name: &str, sdk: Sdk, deliveries: &[Delivery]) {
     let stage = Stage::start();
+    let mut version = String::new();
     for &delivery in deliveries {
         let run = sdk.run(&stage, delivery, 0.0);
+        version = run.version.clone();
         let who = format!("{} via {}", sdk.label(), delivery.label());
         assert!(
             run.status.success() && !run.calls.is_empty(),
@@ -366,6 +368,14 @@ fn reports_the_roles_account(sdk: Sdk, deliveries: &[Delivery]) {
             );
         }
     }
+    let labels: Vec<&str> = deliveries.iter().map(|d| d.label()).collect();
+    record(
+        name,
+        sdk.label(),
+        &version,
+        &labels.join(", "),
+        &format!("AccountId: reports the role's account, {ACCOUNT}"),
+    );
 }
 
 #[test]
@@ -373,6 +383,7 @@ fn account_id_botocore_reports_the_roles_account_from_every_delivery() {
     // botocore/credentials.py: ContainerProvider (AccountId), ProcessProvider (AccountId),
     // SharedCredentialProvider (aws_account_id), EnvProvider (AWS_ACCOUNT_ID).
     reports_the_roles_account(
+        "account_id_boto3",
         Sdk::Boto3,
         &[
             Delivery::Endpoint,
@@ -389,6 +400,7 @@ fn account_id_js_sdk_reports_the_roles_account_from_files_and_credential_process
     // (AWS_ACCOUNT_ID). Not the endpoint: @aws-sdk/credential-provider-http's fromHttp, which
     // the default chain asks first, does not read AccountId.
     reports_the_roles_account(
+        "account_id_js",
         Sdk::Js,
         &[
             Delivery::Process,
@@ -403,6 +415,7 @@ fn account_id_rust_sdk_reports_the_roles_account_from_every_delivery() {
     // aws-config: ecs.rs and credential_process.rs (AccountId), profile/credentials/repr.rs
     // (aws_account_id), environment/credentials.rs (AWS_ACCOUNT_ID).
     reports_the_roles_account(
+        "account_id_rust",
         Sdk::Rust,
         &[
             Delivery::Endpoint,
