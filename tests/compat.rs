@@ -134,6 +134,8 @@ fn each_command_takes_the_current_generation(name: &str, cli: Cli, delivery: Del
             .wait_for("a new generation", Duration::from_secs(10), || {
                 Some(stage.sidecar.key_id(ROLE)) != last
             });
+        // The CLI takes most of a second to start: by the time it reads, every output holds the
+        // generation `<role>.json` shows (they are written one after the other, in milliseconds).
         let before = stage.signers().len();
         let out = cli.call(&stage, delivery);
         assert!(

@@ -155,6 +155,13 @@ fn run_within(
     )
 }
 
+/// `program args`, for a short command of the preparation.
+fn command(program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    cmd
+}
+
 /// Runs a short command of the preparation: its stdout, or why it failed.
 fn capture(mut cmd: Command, what: &str) -> Result<String, String> {
     let out: Output = cmd.output().map_err(|e| format!("{what}: {e}"))?;
@@ -175,9 +182,7 @@ fn compat_file(name: &str) -> String {
 }
 
 fn prepare_boto3() -> Result<Prepared, String> {
-    let mut check = Command::new("python3");
-    check.args(["-c", "import boto3"]);
-    capture(check, "boto3").map_err(|e| {
+    capture(command("python3", &["-c", "import boto3"]), "boto3").map_err(|e| {
         format!(
             "{e}\nboto3 is not importable by the python3 of PATH: put the test venv first \
              (PATH=\"$(scripts/test-deps):$PATH\"; .ci/run does)"
@@ -191,15 +196,8 @@ fn prepare_boto3() -> Result<Prepared, String> {
 }
 
 fn prepare_js() -> Result<Prepared, String> {
-    let node = capture(
-        {
-            let mut c = Command::new("node");
-            c.arg("--version");
-            c
-        },
-        "node --version",
-    )
-    .map_err(|e| format!("{e}\nNode.js (20 or later) must be on PATH"))?;
+    let node = capture(command("node", &["--version"]), "node --version")
+        .map_err(|e| format!("{e}\nNode.js (20 or later) must be on PATH"))?;
     let installed = root().join("tests/compat/node_modules/@aws-sdk/client-sts/package.json");
     if !installed.exists() {
         return Err(format!(
@@ -249,11 +247,10 @@ fn prepare_go() -> Result<Prepared, String> {
     let install = "install Debian's golang-go and golang-github-aws-aws-sdk-go-v2-dev \
                    (scripts/test-deps --system, as root; .ci/run does)";
     let package = capture(
-        {
-            let mut c = Command::new("dpkg-query");
-            c.args(["-W", "-f=${Version}", "golang-github-aws-aws-sdk-go-v2-dev"]);
-            c
-        },
+        command(
+            "dpkg-query",
+            &["-W", "-f=${Version}", "golang-github-aws-aws-sdk-go-v2-dev"],
+        ),
         "dpkg-query golang-github-aws-aws-sdk-go-v2-dev",
     )
     .map_err(|e| format!("{e}\n{install}"))?;
@@ -317,9 +314,7 @@ impl Cli {
             ),
         };
         let version = cell.get_or_init(|| {
-            let mut c = Command::new(program);
-            c.arg("--version");
-            let out = c
+            let out = command(program, &["--version"])
                 .output()
                 .map_err(|e| format!("{program}: {e}\n{install}"))?;
             // v1 printed its version on stderr before 1.32.
