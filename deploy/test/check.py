@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Checks the shipped deployment files: schemas, the tools' own validators, and that the pieces
-agree with each other and with rolerelay itself.
+"""Checks the shipped deployment files: schemas, the tools' own validators, what `kubectl kustomize`
+builds from the base and every overlay, that the pieces agree with each other and with rolerelay
+itself, and checkov (the scanner platform teams run) with every skip explained.
 
-Usage: check.py ROLERELAY_BINARY   (run with the test virtualenv's python: PyYAML, moto, boto3)
+Usage: check.py ROLERELAY_BINARY   (run with the test virtualenv's python: PyYAML, moto, boto3,
+       checkov; kubectl and promtool on PATH)
 """
 
 import glob
@@ -17,6 +19,8 @@ import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 K8S = os.path.join(ROOT, "deploy", "kubernetes")
+MONITORING = os.path.join(K8S, "monitoring")
+OVERLAYS = os.path.join(ROOT, "deploy", "kubernetes-overlays")
 failures = []
 
 
@@ -35,25 +39,126 @@ def load(path):
         return yaml.safe_load(f)
 
 
-def kubernetes(binary):
-    files = sorted(glob.glob(os.path.join(K8S, "*.yaml")) + glob.glob(os.path.join(K8S, "variants", "*.yaml")))
-    core = [f for f in files if load(f)["apiVersion"] in ("v1", "apps/v1", "batch/v1")]
-    r = run([os.path.join(os.path.dirname(sys.executable), "kubernetes-validate"), "--strict", "--quiet", *core])
-    check(r.returncode == 0, "kubernetes-validate --strict: " + ", ".join(os.path.relpath(f, ROOT) for f in core)
-          + ("" if r.returncode == 0 else "\n" + r.stdout + r.stderr))
+def kustomize(directory):
+    """The resources `kubectl kustomize DIRECTORY` builds (offline), or None when it fails."""
+    what = "kubectl kustomize " + os.path.relpath(directory, ROOT)
+    try:
+        r = run(["kubectl", "kustomize", directory])
+    except FileNotFoundError:
+        check(False, what + ": kubectl is not installed")
+        return None
+    check(r.returncode == 0, what + ("" if r.returncode == 0 else ": " + r.stderr.strip()))
+    return [d for d in yaml.safe_load_all(r.stdout) if d] if r.returncode == 0 else None
 
+
+def find(resources, kind, name=None):
+    return next(r for r in resources if r["kind"] == kind and (name is None or r["metadata"]["name"] == name))
+
+
+def without_tag(image):
+    """The image reference without its tag (a registry's port is not a tag)."""
+    name, _, tag = image.rpartition(":")
+    return name if name and "/" not in tag else image
+
+
+def kubernetes(binary):
+    """The base (deploy/kubernetes), the monitoring component, every overlay and the Job."""
+    builds = kustomizations()
+    if builds is None:
+        return
+    base = builds["base"]
+    job = load(os.path.join(K8S, "variants", "job-once.yaml"))
+    everywhere(builds, job)
+    pod, sidecar, effective = base_pod(base, binary)
+    metrics_port = int(effective.get("server", {}).get("listen", ":0").rsplit(":", 1)[1])
+    network_policy(find(base, "NetworkPolicy"), pod, metrics_port)
+    monitoring(builds["with-monitoring"], pod, pod["spec"])
+    pre_129(builds["pre-1.29"], sidecar, effective.get("outputs", {}).get("directory", "?"),
+            [r["name"] for r in effective.get("roles", [])])
+    pod_identity(builds["pod-identity"], find(base, "ServiceAccount"), find(base, "Namespace")["metadata"]["name"])
+
+
+def kustomizations():
+    """What kubectl kustomize builds from the base and every overlay, by name (None if any fails);
+    the builds' resources validated, the base free of the Prometheus Operator's kinds."""
     kustomization = load(os.path.join(K8S, "kustomization.yaml"))
     for resource in kustomization["resources"]:
         check(os.path.exists(os.path.join(K8S, resource)), f"kustomization resource {resource} exists")
-    listed = {os.path.basename(f) for f in files if not f.endswith("kustomization.yaml") and "/variants/" not in f}
-    check(listed == set(kustomization["resources"]), "every manifest is listed in the kustomization")
+    listed = {os.path.basename(f) for f in glob.glob(os.path.join(K8S, "*.yaml"))} - {"kustomization.yaml"}
+    check(listed == set(kustomization["resources"]), "every manifest of deploy/kubernetes is listed in its kustomization")
+    component = load(os.path.join(MONITORING, "kustomization.yaml"))
+    check(component["kind"] == "Component", "deploy/kubernetes/monitoring is a kustomize Component")
+    listed = {os.path.basename(f) for f in glob.glob(os.path.join(MONITORING, "*.yaml"))} - {"kustomization.yaml"}
+    check(listed == set(component["resources"]), "every manifest of the monitoring component is listed in it")
 
-    deployment = load(os.path.join(K8S, "deployment.yaml"))
+    base = kustomize(K8S)
+    builds = {"base": base}
+    for d in sorted(glob.glob(os.path.join(OVERLAYS, "*", "kustomization.yaml"))):
+        builds[os.path.basename(os.path.dirname(d))] = kustomize(os.path.dirname(d))
+    check(set(builds) == {"base", "with-monitoring", "pre-1.29", "pod-identity"}, "the overlays: " + ", ".join(sorted(builds)))
+    if any(b is None for b in builds.values()):
+        return None
+
+    # What any cluster accepts: the base has no kind of the Prometheus Operator; what the API server
+    # knows, it validates.
+    check(not [r for r in base if r["apiVersion"].startswith("monitoring.coreos.com/")],
+          "the base has no monitoring.coreos.com kind (kubectl apply -k deploy/kubernetes works without the Prometheus Operator)")
+    check({"PodMonitor", "PrometheusRule"} <= {r["kind"] for r in builds["with-monitoring"]},
+          "with-monitoring adds the PodMonitor and the PrometheusRule")
+    with tempfile.TemporaryDirectory() as d:
+        files = []
+        for name, resources in builds.items():
+            core = [r for r in resources if not r["apiVersion"].startswith("monitoring.coreos.com/")]
+            files.append(os.path.join(d, name + ".yaml"))
+            with open(files[-1], "w") as f:
+                yaml.safe_dump_all(core, f)
+        files.append(os.path.join(K8S, "variants", "job-once.yaml"))
+        r = run([os.path.join(os.path.dirname(sys.executable), "kubernetes-validate"), "--strict", "--quiet", *files])
+        check(r.returncode == 0, "kubernetes-validate --strict: the built base, every overlay, variants/job-once.yaml"
+              + ("" if r.returncode == 0 else "\n" + r.stdout + r.stderr))
+    # The commands the files' comments give name what exists.
+    named = set()
+    for path in glob.glob(os.path.join(ROOT, "deploy", "**", "*.yaml"), recursive=True):
+        named |= set(re.findall(r"kubectl apply -[kf] (deploy/[\w./-]+)", open(path).read()))
+    missing = sorted(n for n in named if not os.path.exists(os.path.join(ROOT, n)))
+    check(named and not missing, f"the {len(named)} paths in the manifests' kubectl apply commands exist"
+          + ("" if not missing else ": not " + ", ".join(missing)))
+    return builds
+
+
+def everywhere(builds, job):
+    """In every build and the Job: the example's namespace, and no Kubernetes API token (IRSA and
+    Pod Identity bring projected tokens of their own)."""
+    kustomization = load(os.path.join(K8S, "kustomization.yaml"))
+    base = builds["base"]
+    namespace = find(base, "Namespace")["metadata"]["name"]
+    check(namespace != "default" and kustomization.get("namespace") == namespace, f"the kustomization puts everything in the namespace {namespace}")
+    for name, resources in list(builds.items()) + [("variants/job-once.yaml", [job])]:
+        stray = [f"{r['kind']}/{r['metadata']['name']}" for r in resources
+                 if r["kind"] != "Namespace" and r["metadata"].get("namespace") != namespace]
+        check(not stray, f"{name}: every resource is in {namespace}" + (": not " + ", ".join(stray) if stray else ""))
+    check(find(base, "ServiceAccount").get("automountServiceAccountToken") is False, "the ServiceAccount does not automount an API token")
+    for name, resources in list(builds.items()) + [("variants/job-once.yaml", [job])]:
+        for r in resources:
+            if r["kind"] in ("Deployment", "Job"):
+                check(r["spec"]["template"]["spec"].get("automountServiceAccountToken") is False,
+                      f"{name}: {r['kind']} {r['metadata']['name']} mounts no API token")
+
+
+def base_pod(base, binary):
+    """The base's pod: the native sidecar, hardening, and the app pointed at the sidecar's
+    endpoint as rolerelay reads the ConfigMap. Returns the pod template, the sidecar and the
+    effective configuration."""
+    kustomization = load(os.path.join(K8S, "kustomization.yaml"))
+    deployment = find(base, "Deployment")
     pod = deployment["spec"]["template"]
     spec = pod["spec"]
     sidecar = next(c for c in spec["initContainers"] if c["name"] == "rolerelay")
     check(sidecar.get("restartPolicy") == "Always", "rolerelay is a native sidecar (init container, restartPolicy: Always)")
-    check(sidecar["image"] in [i["name"] for i in kustomization["images"]], "the kustomization sets the sidecar's image")
+    images = {i["name"]: i for i in kustomization["images"]}
+    shipped = load(os.path.join(K8S, "deployment.yaml"))["spec"]["template"]["spec"]["initContainers"][0]["image"]
+    check(without_tag(shipped) in images and "example.com" in images[without_tag(shipped)]["newName"],
+          "the kustomization sets the sidecar's image, a placeholder at example.com")
     for probe, path in [("startupProbe", "/readyz"), ("readinessProbe", "/servingz"), ("livenessProbe", "/healthz")]:
         check(sidecar.get(probe, {}).get("httpGet", {}).get("path") == path, f"sidecar {probe} on {path}")
     check(spec["securityContext"].get("runAsNonRoot") is True, "pod runAsNonRoot")
@@ -62,14 +167,15 @@ def kubernetes(binary):
         sc = c.get("securityContext", {})
         check(sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
               and sc.get("capabilities", {}).get("drop") == ["ALL"], f"container {c['name']} hardened")
-        check("requests" in c.get("resources", {}) and "limits" in c.get("resources", {}), f"container {c['name']} has requests and limits")
+        limits = c.get("resources", {}).get("limits", {})
+        check("requests" in c.get("resources", {}) and {"cpu", "memory"} <= limits.keys(), f"container {c['name']} has requests and cpu and memory limits")
     volumes = {v["name"]: v for v in spec["volumes"]}
     shared = next(m["name"] for m in sidecar["volumeMounts"] if m["mountPath"] == "/var/run/rolerelay")
     check(volumes[shared].get("emptyDir", {}).get("medium") == "Memory", "the shared volume is an in-memory emptyDir")
     check(pod["metadata"]["annotations"].get("prometheus.io/scrape") == "true", "prometheus scrape annotations")
 
     # The ConfigMap's configuration is valid for rolerelay itself, and the app points at it.
-    configmap = load(os.path.join(K8S, "configmap.yaml"))
+    configmap = find(base, "ConfigMap")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(configmap["data"]["config.yaml"])
     r = run([binary, "check", "--config", f.name])
@@ -83,18 +189,37 @@ def kubernetes(binary):
     roles = [r["name"] for r in effective.get("roles", [])]
     m = re.fullmatch(r"http://([^/]+)/v1/credentials/([A-Za-z0-9_-]+)", uri)
     check(bool(m) and m.group(1) == listen and m.group(2) in roles, f"the app's endpoint URI {uri} matches {listen} and a role")
-    token = os.path.join(effective.get("outputs", {}).get("directory", "?"), effective.get("credentials_endpoint", {}).get("token_file", "?"))
+    directory = effective.get("outputs", {}).get("directory", "?")
+    token = os.path.join(directory, effective.get("credentials_endpoint", {}).get("token_file", "?"))
     check(env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") == token, f"the app's token file is {token}")
     metrics_port = int(effective.get("server", {}).get("listen", ":0").rsplit(":", 1)[1])
     check(sidecar["ports"][0]["containerPort"] == metrics_port, "the metrics port matches server.listen")
+    check("eks.amazonaws.com/skip-containers" in pod["metadata"]["annotations"]
+          and "app" in pod["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"].split(","),
+          "the EKS webhook skips the app container (IRSA's variables, Pod Identity's token)")
+    return pod, sidecar, effective
 
-    monitor = load(os.path.join(K8S, "podmonitor.yaml"))
+
+def network_policy(policy, pod, metrics_port):
+    selects = policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    check(selects, "the NetworkPolicy selects the pod")
+    check(policy["spec"]["policyTypes"] == ["Ingress"], "the NetworkPolicy restricts ingress only (egress to STS, IMDS, DNS stays open)")
+    rules = policy["spec"].get("ingress", [])
+    ports = [p["port"] for rule in rules for p in rule.get("ports", [])]
+    sources = [s for rule in rules for s in rule.get("from", [])]
+    check(ports == [metrics_port] and len(rules) == 1 and sources
+          and all(s.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "prometheus" for s in sources),
+          f"the NetworkPolicy lets only Prometheus in, only to {metrics_port}")
+
+
+def monitoring(resources, pod, spec):
+    monitor = find(resources, "PodMonitor")
     selector = monitor["spec"]["selector"]["matchLabels"]
     check(selector.items() <= pod["metadata"]["labels"].items(), "the PodMonitor selects the pod")
     ports = {p["name"] for c in spec["initContainers"] + spec["containers"] for p in c.get("ports", [])}
     check(all(e["port"] in ports for e in monitor["spec"]["podMetricsEndpoints"]), "the PodMonitor's port exists")
 
-    rule = load(os.path.join(K8S, "prometheusrule.yaml"))
+    rule = find(resources, "PrometheusRule")
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, "rules.yaml"), "w") as f:
             yaml.safe_dump({"groups": rule["spec"]["groups"]}, f)
@@ -108,7 +233,47 @@ def kubernetes(binary):
     check({"RolerelayCredentialsExpiringSoon", "RolerelayRefreshFailing", "RolerelayNotReady", "RolerelayDown"} <= alerts, "the four alerts exist")
 
 
-def ecs_and_iam():
+def pre_129(resources, sidecar, directory, roles):
+    """Without native sidecars: `once` as a plain init container, then `run` as a regular one."""
+    spec = find(resources, "Deployment")["spec"]["template"]["spec"]
+    inits, containers = spec.get("initContainers", []), {c["name"]: c for c in spec["containers"]}
+    check(all("restartPolicy" not in c and not {"startupProbe", "readinessProbe", "livenessProbe"} & c.keys() for c in inits),
+          "pre-1.29: no init container is a native sidecar or has probes")
+    check(len(inits) == 1 and inits[0]["args"][:3] == ["once", "--retry-for", "2m"], "pre-1.29: an init container runs rolerelay once --retry-for 2m")
+    regular = dict(sidecar)
+    del regular["restartPolicy"]
+    check(containers.get("rolerelay") == regular, "pre-1.29: rolerelay runs as a regular container, as the base's sidecar does")
+    check(list(containers)[0] == "rolerelay", "pre-1.29: rolerelay is the first container (started before the application)")
+    env = {e["name"]: e.get("value") for e in containers["app"].get("env", [])}
+    check(env.get("AWS_CONFIG_FILE") == os.path.join(directory, "config") and env.get("AWS_PROFILE") in roles
+          and "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env,
+          "pre-1.29: the application uses the credential_process profile (its files exist before it starts)")
+    text = open(os.path.join(OVERLAYS, "pre-1.29", "kustomization.yaml")).read()
+    base_text = open(os.path.join(K8S, "deployment.yaml")).read()
+    check("NEVER STARTS" in text and "NEVER STARTS" in base_text and "kubernetes-overlays/pre-1.29" in base_text,
+          "the base deployment and the variant say loudly what happens before 1.29, and name the variant")
+
+
+def pod_identity(resources, account, namespace):
+    account_here = find(resources, "ServiceAccount")
+    check("eks.amazonaws.com/role-arn" in account.get("metadata", {}).get("annotations", {})
+          and "eks.amazonaws.com/role-arn" not in (account_here["metadata"].get("annotations") or {}),
+          "pod-identity: the ServiceAccount has no IRSA annotation (the base has one)")
+    pod = find(resources, "Deployment")["spec"]["template"]
+    app = next(c for c in pod["spec"]["containers"] if c["name"] == "app")
+    names = {e["name"] for e in app["env"]}
+    sidecar = next(c for c in pod["spec"]["initContainers"] if c["name"] == "rolerelay")
+    check({"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"} <= names
+          and not {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"} & {e["name"] for e in sidecar["env"]}
+          and "app" in pod["metadata"]["annotations"].get("eks.amazonaws.com/skip-containers", "").split(","),
+          "pod-identity: the webhook injects the agent's variables into rolerelay only (skip-containers: app)")
+    text = open(os.path.join(OVERLAYS, "pod-identity", "kustomization.yaml")).read()
+    sa = account["metadata"]["name"]
+    check(f"--namespace {namespace}" in text and f"--service-account {sa}" in text,
+          f"pod-identity: the association command names {namespace}/{sa}")
+
+
+def ecs_and_iam(namespace, account):
     from moto import mock_aws
     import boto3
 
@@ -150,6 +315,19 @@ def ecs_and_iam():
     check(any("sts:ExternalId" in s.get("Condition", {}).get("StringEquals", {}) for s in trust["Statement"]),
           "account A's trust policy requires an ExternalId")
 
+    # The EKS trust policies name the namespace and service account the manifests create.
+    irsa = json.load(open(os.path.join(ROOT, "deploy", "iam", "eks-irsa-trust-policy.json")))
+    subjects = [v for s in irsa["Statement"] for k, v in s.get("Condition", {}).get("StringEquals", {}).items() if k.endswith(":sub")]
+    check(subjects == [f"system:serviceaccount:{namespace}:{account}"], f"the IRSA trust policy trusts {namespace}/{account}")
+    pod_identity = json.load(open(os.path.join(ROOT, "deploy", "iam", "eks-pod-identity-trust-policy.json")))
+    statement = pod_identity["Statement"][0]
+    tags = statement.get("Condition", {}).get("StringEquals", {})
+    check(len(pod_identity["Statement"]) == 1 and statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+          and sorted(statement["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
+          and tags.get("aws:RequestTag/kubernetes-namespace") == namespace
+          and tags.get("aws:RequestTag/kubernetes-service-account") == account,
+          f"the EKS Pod Identity trust policy: pods.eks.amazonaws.com, AssumeRole and TagSession, for {namespace}/{account}")
+
 
 def dockerfile():
     hadolint = os.path.join(os.path.dirname(sys.executable), "hadolint")
@@ -160,12 +338,62 @@ def dockerfile():
     check(re.search(r"^USER \d+:\d+$", text, re.M) is not None, "the image runs as a numeric non-root user")
 
 
+def checkov():
+    """The scanner platform teams run, over deploy/ and the Dockerfile: no failure, and every skip
+    annotated where it applies, with a reason (a skip without one reads "No comment provided")."""
+    exe = os.path.join(os.path.dirname(sys.executable), "checkov")
+    if not os.path.exists(exe):
+        check(False, f"checkov: {exe} is missing (scripts/test-deps installs it)")
+        return
+    # --skip-download: the run is offline (no guidelines or policies fetched from a platform).
+    runs = {target: subprocess.Popen([exe, flag, target, "--skip-download", "--output", "json"], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for flag, target in [("--directory", "deploy"), ("--file", "Dockerfile")]}
+    for target, proc in runs.items():
+        out, err = proc.communicate()
+        try:
+            reports = json.loads(out)
+        except ValueError:
+            check(False, f"checkov {target}: no JSON report (exit {proc.returncode}): {err.strip()[-2000:]}")
+            continue
+        for report in reports if isinstance(reports, list) else [reports]:
+            if "check_type" not in report:  # the summary checkov prints when it found nothing to scan
+                check(False, f"checkov {target}: found nothing to scan")
+                continue
+            summary, results = report["summary"], report["results"]
+            failed = [f"\n    {c['check_id']} {c['check_name']}: {c['resource']} in {c['file_path']}:{c['file_line_range'][0]}-{c['file_line_range'][1]}"
+                      for c in results["failed_checks"]]
+            unexplained = [f"\n    {c['check_id']} on {c['resource']} in {c['file_path']}: skipped without a reason"
+                           for c in results["skipped_checks"] if not reason_ok(c["check_result"].get("suppress_comment", ""))]
+            check(not failed and not unexplained and not summary["parsing_errors"],
+                  f"checkov {report['check_type']}: {summary['passed']} passed, {summary['failed']} failed, "
+                  f"{summary['skipped']} skipped (each explained)" + "".join(failed + unexplained)
+                  + (f", {summary['parsing_errors']} files it could not parse" if summary["parsing_errors"] else ""))
+    # Checked at the source too: a reason with "=" in it breaks checkov's parsing of the annotation.
+    for path in glob.glob(os.path.join(ROOT, "deploy", "**", "*.yaml"), recursive=True):
+        for doc in yaml.safe_load_all(open(path)):
+            for key, value in ((doc or {}).get("metadata", {}).get("annotations") or {}).items():
+                if key.startswith("checkov.io/skip"):
+                    check_id, _, reason = str(value).partition("=")
+                    check(reason_ok(reason) and "=" not in reason,
+                          f"checkov skip {check_id} in {os.path.relpath(path, ROOT)} has a reason (without '=', which checkov splits on)")
+
+
+def reason_ok(reason):
+    """A reason a reader can weigh: a sentence, not a placeholder."""
+    reason = reason.strip().lstrip(":").strip()
+    return len(reason) >= 20 and reason != "No comment provided"
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
+    namespace = load(os.path.join(K8S, "namespace.yaml"))["metadata"]["name"]
+    account = load(os.path.join(K8S, "serviceaccount.yaml"))["metadata"]["name"]
     kubernetes(os.path.abspath(sys.argv[1]))
-    ecs_and_iam()
+    ecs_and_iam(namespace, account)
     dockerfile()
+    checkov()
     print(f"deploy checks: {len(failures)} failed")
     sys.exit(1 if failures else 0)
 

@@ -1,31 +1,80 @@
 #!/usr/bin/env python3
 """Renders the shipped Deployment's pod (and its ConfigMap) for `podman kube play` on this machine.
 
-Usage: render-pod.py STS_URL STATUS_PORT ENDPOINT_PORT > pod.yaml
+Usage: render-pod.py STS_URL STATUS_PORT ENDPOINT_PORT [OVERLAY] > pod.yaml
+
+Without OVERLAY the pod is deploy/kubernetes/deployment.yaml's; with it, the one that
+`kubectl kustomize OVERLAY` builds (e.g. deploy/kubernetes-overlays/pre-1.29).
 
 What changes, and why:
-- images: the locally built ones (no registry is reachable);
-- the native sidecar becomes the first regular container: podman 4.3 does not know init containers
-  with `restartPolicy: Always` (they would block the pod); its probes use numeric ports and its
-  port list goes (podman maps no ports on the host's network);
+- images: the locally built ones (no registry is reachable), and no `imagePullPolicy: Always`
+  (there is no registry to ask);
+- a native sidecar becomes the first regular container: podman 4.3 does not know init containers
+  with `restartPolicy: Always` (they would block the pod); rolerelay's probes use numeric ports
+  and its port list goes (podman maps no ports on the host's network);
+- init containers are of podman's type `always`: podman 4.3 removes a `once` one (its default)
+  right after it exits, and may find it still running then and fail the play; this also keeps
+  it, with its exit code and log, for the test to read. The pod's restartPolicy is then
+  OnFailure (a kept init container would otherwise be restarted as soon as it exits 0);
 - `hostNetwork: true` so the pod reaches the local STS emulator; the listen ports are free ones;
-- the configuration points at that STS, and the sidecar gets static source credentials for it
-  (in EKS they come from IRSA or Pod Identity);
-- the application runs a busybox script that fetches its credentials from the endpoint.
+- the configuration points at that STS, and every rolerelay container gets static source
+  credentials for it (in EKS they come from IRSA or Pod Identity);
+- the application runs a busybox script that prints the credentials it gets the way the
+  manifest tells it to (the endpoint, or the credential_process profile) once, without retrying
+  a profile (its files must exist when the application starts), then the shared volume's files.
 Everything else (security contexts, volumes, mounts, env) is the shipped pod as it is.
 """
 
+import subprocess
 import sys
 
 import yaml
 
 ROOT = __file__.rsplit("/deploy/", 1)[0]
+IMAGE = "registry.example.com/rolerelay"
+
+FROM_ENDPOINT = (
+    'until wget -q -O /tmp/creds.json --header "Authorization: $(cat "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")" '
+    '"$AWS_CONTAINER_CREDENTIALS_FULL_URI"; do sleep 1; done; '
+    'echo "app got credentials:"; cat /tmp/creds.json; echo; '
+)
+# The profile's credential_process line, run as an SDK would run it.
+FROM_PROFILE = (
+    'process=$(sed -n "s/^credential_process = //p" "$AWS_CONFIG_FILE" | head -n 1); '
+    'echo "app got credentials:"; sh -c "$process"; echo; '
+)
+
+
+def load(overlay):
+    """The Deployment and the ConfigMap: the shipped files, or what the overlay builds."""
+    if overlay is None:
+        return (yaml.safe_load(open(f"{ROOT}/deploy/kubernetes/deployment.yaml")),
+                yaml.safe_load(open(f"{ROOT}/deploy/kubernetes/configmap.yaml")))
+    built = list(yaml.safe_load_all(subprocess.run(["kubectl", "kustomize", overlay], check=True,
+                                                   capture_output=True, text=True).stdout))
+    return (next(d for d in built if d["kind"] == "Deployment"), next(d for d in built if d["kind"] == "ConfigMap"))
+
+
+def local_rolerelay(container, status_port):
+    container["image"] = "localhost/rolerelay:test"
+    container.pop("imagePullPolicy", None)
+    # With the host's network there is nothing to map (podman refuses port mappings then).
+    container.pop("ports", None)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        if probe in container:
+            container[probe]["httpGet"]["port"] = status_port
+    container["env"] = container.get("env", []) + [
+        {"name": "AWS_ACCESS_KEY_ID", "value": "AKIAPODTESTSOURCE"},
+        {"name": "AWS_SECRET_ACCESS_KEY", "value": "pod-test-source-secret"},
+        {"name": "ROLERELAY_LOG_FORMAT", "value": "text"},
+    ]
 
 
 def main():
+    if len(sys.argv) not in (4, 5):
+        sys.exit(__doc__)
     sts_url, status_port, endpoint_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    deployment = yaml.safe_load(open(f"{ROOT}/deploy/kubernetes/deployment.yaml"))
-    configmap = yaml.safe_load(open(f"{ROOT}/deploy/kubernetes/configmap.yaml"))
+    deployment, configmap = load(sys.argv[4] if len(sys.argv) == 5 else None)
 
     config = yaml.safe_load(configmap["data"]["config.yaml"])
     config.setdefault("sts", {})["endpoint_url"] = sts_url
@@ -37,41 +86,36 @@ def main():
     spec = template["spec"]
     spec["hostNetwork"] = True
     spec.pop("serviceAccountName", None)
-    sidecar = next(c for c in spec["initContainers"] if c["name"] == "rolerelay")
-    spec["initContainers"].remove(sidecar)
-    if not spec["initContainers"]:
-        del spec["initContainers"]
-    sidecar.pop("restartPolicy")
-    sidecar["image"] = "localhost/rolerelay:test"
-    # With the host's network there is nothing to map (podman refuses port mappings then).
-    sidecar.pop("ports", None)
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        sidecar[probe]["httpGet"]["port"] = status_port
-    sidecar["env"] += [
-        {"name": "AWS_ACCESS_KEY_ID", "value": "AKIAPODTESTSOURCE"},
-        {"name": "AWS_SECRET_ACCESS_KEY", "value": "pod-test-source-secret"},
-        {"name": "ROLERELAY_LOG_FORMAT", "value": "text"},
-    ]
+    for sidecar in [c for c in spec.get("initContainers", []) if c.pop("restartPolicy", None) == "Always"]:
+        spec["initContainers"].remove(sidecar)
+        spec["containers"].insert(0, sidecar)
+    if not spec.get("initContainers"):
+        spec.pop("initContainers", None)
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        if container["image"].startswith(IMAGE + ":"):
+            local_rolerelay(container, status_port)
 
     app = next(c for c in spec["containers"] if c["name"] == "app")
     app["image"] = "localhost/rolerelay-app:test"
+    app.pop("imagePullPolicy", None)
+    env = {e["name"] for e in app["env"]}
     for e in app["env"]:
         if e["name"] == "AWS_CONTAINER_CREDENTIALS_FULL_URI":
             e["value"] = e["value"].replace(":9911/", f":{endpoint_port}/")
     app["command"] = ["/bin/sh", "-c"]
     app["args"] = [
-        'until wget -q -O /tmp/creds.json --header "Authorization: $(cat "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")" '
-        '"$AWS_CONTAINER_CREDENTIALS_FULL_URI"; do sleep 1; done; '
-        'echo "app got credentials:"; cat /tmp/creds.json; echo; '
-        'echo "app sees files:"; ls /var/run/rolerelay; sleep 3600'
+        (FROM_PROFILE if "AWS_CONFIG_FILE" in env else FROM_ENDPOINT)
+        + 'echo "app sees files:"; ls /var/run/rolerelay; sleep 3600'
     ]
-    spec["containers"].insert(0, sidecar)
 
+    annotations = dict(template["metadata"].get("annotations", {}))
+    if spec.get("initContainers"):
+        annotations["io.podman.annotations.init.container.type"] = "always"
+        spec["restartPolicy"] = "OnFailure"
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "rolerelay-pod-test", "labels": template["metadata"]["labels"],
-                     "annotations": template["metadata"].get("annotations", {})},
+        "metadata": {"name": "rolerelay-pod-test", "labels": template["metadata"]["labels"], "annotations": annotations},
         "spec": spec,
     }
     yaml.safe_dump_all([configmap, pod], sys.stdout, sort_keys=False)
