@@ -1,6 +1,8 @@
 //! A small HTTP proxy in front of moto that can misbehave: answer an STS error itself, delay,
 //! reset the connection, or forward and then rewrite or truncate moto's reply. It reads one
 //! request per connection and closes it after answering. The rule can be swapped while it runs.
+//! It records the access key id that signed every request, so a test knows which credentials a
+//! client really used.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -46,7 +48,17 @@ struct Stats {
     arrivals: Mutex<Vec<Instant>>,
     secrets: Mutex<Vec<String>>,
     calls: Mutex<Vec<Call>>,
+    signed: Mutex<Vec<Signed>>,
     issued: Mutex<Vec<String>>,
+}
+
+/// Any signed request as the proxy saw it: what the server was asked and with which key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    /// The STS action (`Action=` of the body), empty when there is none.
+    pub action: String,
+    /// The access key id of the `Authorization` header's `Credential=`.
+    pub signed_by: String,
 }
 
 /// One AssumeRole call as the proxy saw it.
@@ -148,6 +160,17 @@ impl Proxy {
             .count()
     }
 
+    /// The access key ids that signed the requests for `action` so far, in arrival order: what
+    /// the server saw, whatever the client believes it sent.
+    pub fn signers_of(&self, action: &str) -> Vec<String> {
+        let signed = self.stats.signed.lock().unwrap();
+        signed
+            .iter()
+            .filter(|s| s.action == action)
+            .map(|s| s.signed_by.clone())
+            .collect()
+    }
+
     /// The access key ids moto handed out through the proxy, in order.
     pub fn issued(&self) -> Vec<String> {
         self.stats.issued.lock().unwrap().clone()
@@ -209,6 +232,13 @@ fn answer(
         .split("Credential=")
         .nth(1)
         .and_then(|rest| rest.split('/').next());
+    if let Some(signed_by) = signed_by {
+        let action = body.split('&').find_map(|p| p.strip_prefix("Action="));
+        stats.signed.lock().unwrap().push(Signed {
+            action: action.unwrap_or_default().to_string(),
+            signed_by: signed_by.to_string(),
+        });
+    }
     if let (Some(role_arn), Some(signed_by)) = (role_arn, signed_by) {
         stats.calls.lock().unwrap().push(Call {
             role_arn: role_arn.replace("%3A", ":").replace("%2F", "/"),
