@@ -10,7 +10,7 @@
 //! - The SDKs that read an account id report the role's (the `account_id_` tests).
 //!
 //! The evidence is what STS saw: the proxy in front of moto records the key that signed every
-//! call (`matrix.rs`). `tests/compat/VERIFIED.md` is the table these tests back; each run writes
+//! call (`matrix.rs`). `docs/compatibility.md` is the table these tests back; each run writes
 //! the versions it tested to `target/tmp/compat/results/`.
 
 #[path = "compat/clients.rs"]
