@@ -165,19 +165,31 @@ fn each_command_takes_the_current_generation(name: &str, cli: Cli, delivery: Del
 }
 
 /// The endpoint's token given only as a file is not sent by a client that predates the token
-/// file: the endpoint refuses it (401) and the client fails, signing nothing.
-fn assert_token_file_unsupported(stage: &Stage, who: &str, failed: bool, said: &str) {
-    assert!(failed, "{who} read the token file after all: {said}");
+/// file: the endpoint refuses it (401) and the client fails, signing nothing. Recorded as `name`.
+fn assert_token_file_unsupported(
+    stage: &Stage,
+    (name, client, version): (&str, &str, &str),
+    failed: bool,
+    said: &str,
+) {
+    assert!(failed, "{client} read the token file after all: {said}");
     assert!(
         stage.signers().is_empty(),
-        "{who} signed a call without credentials?"
+        "{client} signed a call without credentials?"
     );
     assert!(
         stage
             .sidecar
             .metric("rolerelay_endpoint_requests_total{code=\"401\",role=\"app\"}")
             >= 1.0,
-        "{who} never asked the endpoint: {said}"
+        "{client} never asked the endpoint: {said}"
+    );
+    record(
+        name,
+        client,
+        version,
+        Delivery::Endpoint.label(),
+        "not supported: the token file is not read; the endpoint answers 401",
     );
 }
 
@@ -259,14 +271,12 @@ fn go_sdk_1_17_cannot_read_the_endpoint_token_file() {
     let stage = Stage::start();
     let run = Sdk::Go.run(&stage, Delivery::Endpoint, 0.0);
     let said = format!("{:?} {}", run.errors, run.stderr);
-    assert_token_file_unsupported(&stage, "Go", !run.status.success(), &said);
-    record(
+    let recorded = (
         "go_endpoint_token_file",
         Sdk::Go.label(),
-        &run.version,
-        Delivery::Endpoint.label(),
-        "not supported: the token file is not read; the endpoint answers 401",
+        run.version.as_str(),
     );
+    assert_token_file_unsupported(&stage, recorded, !run.status.success(), &said);
 }
 
 #[test]
@@ -321,14 +331,8 @@ fn aws_cli_v2_9_cannot_read_the_endpoint_token_file() {
     let stage = Stage::start();
     let out = Cli::V2.call(&stage, Delivery::Endpoint);
     let said = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_token_file_unsupported(&stage, "the AWS CLI v2", !out.status.success(), &said);
-    record(
-        "cli2_endpoint_token_file",
-        Cli::V2.label(),
-        version,
-        Delivery::Endpoint.label(),
-        "not supported: the token file is not read; the endpoint answers 401",
-    );
+    let recorded = ("cli2_endpoint_token_file", Cli::V2.label(), version);
+    assert_token_file_unsupported(&stage, recorded, !out.status.success(), &said);
 }
 
 #[test]
