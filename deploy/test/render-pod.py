@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Renders the shipped Deployment's pod (and its ConfigMap) for `podman kube play` on this machine.
 
-Usage: render-pod.py STS_URL STATUS_PORT ENDPOINT_PORT [OVERLAY] > pod.yaml
+Usage: render-pod.py STS_URL STATUS_PORT ENDPOINT_PORT [OVERLAY | VARIANT.yaml] > pod.yaml
 
 Without OVERLAY the pod is deploy/kubernetes/deployment.yaml's; with it, the one that
-`kubectl kustomize OVERLAY` builds (e.g. deploy/kubernetes-overlays/pre-1.29).
+`kubectl kustomize OVERLAY` builds (e.g. deploy/kubernetes-overlays/pre-1.29); with a file, the
+Deployment and ConfigMap of that file (e.g. deploy/kubernetes/variants/two-apps.yaml).
 
 What changes, and why:
 - images: the locally built ones (no registry is reachable), and no `imagePullPolicy: Always`
@@ -19,12 +20,14 @@ What changes, and why:
 - `hostNetwork: true` so the pod reaches the local STS emulator; the listen ports are free ones;
 - the configuration points at that STS, and every rolerelay container gets static source
   credentials for it (in EKS they come from IRSA or Pod Identity);
-- the application runs a busybox script that prints the credentials it gets the way the
-  manifest tells it to (the endpoint, or the credential_process profile) once, without retrying
-  a profile (its files must exist when the application starts), then the shared volume's files.
+- every application container (every container but rolerelay's) runs a busybox script that
+  prints the credentials it gets the way the manifest tells it to (the endpoint, or the
+  credential_process profile) once, without retrying a profile (its files must exist when the
+  application starts), then the files of the directory its token or config file is in.
 Everything else (security contexts, volumes, mounts, env) is the shipped pod as it is.
 """
 
+import os
 import subprocess
 import sys
 
@@ -45,14 +48,36 @@ FROM_PROFILE = (
 )
 
 
-def load(overlay):
-    """The Deployment and the ConfigMap: the shipped files, or what the overlay builds."""
-    if overlay is None:
+def load(source):
+    """The Deployment and the ConfigMap: the shipped files, a variant's file, or what the overlay
+    builds."""
+    if source is None:
         return (yaml.safe_load(open(f"{ROOT}/deploy/kubernetes/deployment.yaml")),
                 yaml.safe_load(open(f"{ROOT}/deploy/kubernetes/configmap.yaml")))
-    built = list(yaml.safe_load_all(subprocess.run(["kubectl", "kustomize", overlay], check=True,
-                                                   capture_output=True, text=True).stdout))
+    if os.path.isfile(source):
+        built = list(yaml.safe_load_all(open(source)))
+    else:
+        built = list(yaml.safe_load_all(subprocess.run(["kubectl", "kustomize", source], check=True,
+                                                       capture_output=True, text=True).stdout))
     return (next(d for d in built if d["kind"] == "Deployment"), next(d for d in built if d["kind"] == "ConfigMap"))
+
+
+def local_app(container, endpoint_port):
+    """An application container: the busybox image and the script that reports what it gets."""
+    container["image"] = "localhost/rolerelay-app:test"
+    container.pop("imagePullPolicy", None)
+    env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
+    for e in container.get("env", []):
+        if e["name"] == "AWS_CONTAINER_CREDENTIALS_FULL_URI":
+            e["value"] = e["value"].replace(":9911/", f":{endpoint_port}/")
+    # The directory the application reads: its own client's, or the shared volume.
+    used = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") or env.get("AWS_CONFIG_FILE")
+    directory = os.path.dirname(used) if used else "/var/run/rolerelay"
+    container["command"] = ["/bin/sh", "-c"]
+    container["args"] = [
+        (FROM_PROFILE if "AWS_CONFIG_FILE" in env else FROM_ENDPOINT)
+        + f'echo "app sees files:"; ls {directory}; sleep 3600'
+    ]
 
 
 def local_rolerelay(container, status_port):
@@ -95,18 +120,9 @@ def main():
         if container["image"].startswith(IMAGE + ":"):
             local_rolerelay(container, status_port)
 
-    app = next(c for c in spec["containers"] if c["name"] == "app")
-    app["image"] = "localhost/rolerelay-app:test"
-    app.pop("imagePullPolicy", None)
-    env = {e["name"] for e in app["env"]}
-    for e in app["env"]:
-        if e["name"] == "AWS_CONTAINER_CREDENTIALS_FULL_URI":
-            e["value"] = e["value"].replace(":9911/", f":{endpoint_port}/")
-    app["command"] = ["/bin/sh", "-c"]
-    app["args"] = [
-        (FROM_PROFILE if "AWS_CONFIG_FILE" in env else FROM_ENDPOINT)
-        + 'echo "app sees files:"; ls /var/run/rolerelay; sleep 3600'
-    ]
+    for app in spec["containers"]:
+        if app["image"] != "localhost/rolerelay:test":
+            local_app(app, endpoint_port)
 
     annotations = dict(template["metadata"].get("annotations", {}))
     if spec.get("initContainers"):
