@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks the shipped deployment files: schemas, the tools' own validators, what `kubectl kustomize`
-builds from the base and every overlay, that the pieces agree with each other and with rolerelay
-itself, and checkov (the scanner platform teams run) with every skip explained.
+builds from the base and every overlay, the variants, that the pieces agree with each other and
+with rolerelay itself (the two-application variants: each application mounts only its own
+client's volume), and checkov (the scanner platform teams run) with every skip explained.
 
 Usage: check.py ROLERELAY_BINARY   (run with the test virtualenv's python: PyYAML, moto, boto3,
        checkov; kubectl and promtool on PATH)
@@ -61,14 +62,36 @@ def without_tag(image):
     return name if name and "/" not in tag else image
 
 
+def rolerelay_check(binary, text, what):
+    """`rolerelay check` on the configuration TEXT: the effective configuration, {} if refused."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    r = run([binary, "check", "--config", f.name])
+    os.unlink(f.name)
+    check(r.returncode == 0, f"rolerelay check accepts {what}" + ("" if r.returncode == 0 else ": " + r.stderr))
+    return json.loads(r.stdout) if r.returncode == 0 else {}
+
+
+def client_directories(effective):
+    """Each client's name, roles and directory as rolerelay sees it, and where its application
+    mounts it (app_directory, else the directory)."""
+    top = effective.get("outputs", {}).get("directory", "?")
+    clients = {}
+    for c in effective.get("clients", []):
+        directory = os.path.join(top, c.get("directory") or c["name"])
+        clients[c["name"]] = {"roles": c["roles"], "directory": directory, "app_directory": c.get("app_directory") or directory}
+    return clients
+
+
 def kubernetes(binary):
-    """The base (deploy/kubernetes), the monitoring component, every overlay and the Job."""
+    """The base (deploy/kubernetes), the monitoring component, every overlay and the variants."""
     builds = kustomizations()
     if builds is None:
         return
     base = builds["base"]
     job = load(os.path.join(K8S, "variants", "job-once.yaml"))
-    everywhere(builds, job)
+    two_apps = list(yaml.safe_load_all(open(os.path.join(K8S, "variants", "two-apps.yaml"))))
+    everywhere(builds, job, two_apps)
     pod, sidecar, effective = base_pod(base, binary)
     metrics_port = int(effective.get("server", {}).get("listen", ":0").rsplit(":", 1)[1])
     network_policy(find(base, "NetworkPolicy"), pod, metrics_port)
@@ -76,6 +99,7 @@ def kubernetes(binary):
     pre_129(builds["pre-1.29"], sidecar, effective.get("outputs", {}).get("directory", "?"),
             [r["name"] for r in effective.get("roles", [])])
     pod_identity(builds["pod-identity"], find(base, "ServiceAccount"), find(base, "Namespace")["metadata"]["name"])
+    clients_pod(two_apps, binary, find(base, "ServiceAccount")["metadata"]["name"], metrics_port)
 
 
 def kustomizations():
@@ -112,9 +136,10 @@ def kustomizations():
             files.append(os.path.join(d, name + ".yaml"))
             with open(files[-1], "w") as f:
                 yaml.safe_dump_all(core, f)
-        files.append(os.path.join(K8S, "variants", "job-once.yaml"))
+        files += sorted(glob.glob(os.path.join(K8S, "variants", "*.yaml")))
         r = run([os.path.join(os.path.dirname(sys.executable), "kubernetes-validate"), "--strict", "--quiet", *files])
-        check(r.returncode == 0, "kubernetes-validate --strict: the built base, every overlay, variants/job-once.yaml"
+        check(r.returncode == 0, "kubernetes-validate --strict: the built base, every overlay, every variant ("
+              + ", ".join(os.path.basename(f) for f in files if "/variants/" in f) + ")"
               + ("" if r.returncode == 0 else "\n" + r.stdout + r.stderr))
     # The commands the files' comments give name what exists.
     named = set()
@@ -126,19 +151,20 @@ def kustomizations():
     return builds
 
 
-def everywhere(builds, job):
-    """In every build and the Job: the example's namespace, and no Kubernetes API token (IRSA and
+def everywhere(builds, job, two_apps):
+    """In every build and variant: the example's namespace, and no Kubernetes API token (IRSA and
     Pod Identity bring projected tokens of their own)."""
     kustomization = load(os.path.join(K8S, "kustomization.yaml"))
     base = builds["base"]
     namespace = find(base, "Namespace")["metadata"]["name"]
     check(namespace != "default" and kustomization.get("namespace") == namespace, f"the kustomization puts everything in the namespace {namespace}")
-    for name, resources in list(builds.items()) + [("variants/job-once.yaml", [job])]:
+    variants = [("variants/job-once.yaml", [job]), ("variants/two-apps.yaml", two_apps)]
+    for name, resources in list(builds.items()) + variants:
         stray = [f"{r['kind']}/{r['metadata']['name']}" for r in resources
                  if r["kind"] != "Namespace" and r["metadata"].get("namespace") != namespace]
         check(not stray, f"{name}: every resource is in {namespace}" + (": not " + ", ".join(stray) if stray else ""))
     check(find(base, "ServiceAccount").get("automountServiceAccountToken") is False, "the ServiceAccount does not automount an API token")
-    for name, resources in list(builds.items()) + [("variants/job-once.yaml", [job])]:
+    for name, resources in list(builds.items()) + variants:
         for r in resources:
             if r["kind"] in ("Deployment", "Job"):
                 check(r["spec"]["template"]["spec"].get("automountServiceAccountToken") is False,
@@ -161,27 +187,14 @@ def base_pod(base, binary):
           "the kustomization sets the sidecar's image, a placeholder at example.com")
     for probe, path in [("startupProbe", "/readyz"), ("readinessProbe", "/servingz"), ("livenessProbe", "/healthz")]:
         check(sidecar.get(probe, {}).get("httpGet", {}).get("path") == path, f"sidecar {probe} on {path}")
-    check(spec["securityContext"].get("runAsNonRoot") is True, "pod runAsNonRoot")
-    check(spec["securityContext"].get("seccompProfile", {}).get("type") == "RuntimeDefault", "pod seccompProfile RuntimeDefault")
-    for c in spec["initContainers"] + spec["containers"]:
-        sc = c.get("securityContext", {})
-        check(sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
-              and sc.get("capabilities", {}).get("drop") == ["ALL"], f"container {c['name']} hardened")
-        limits = c.get("resources", {}).get("limits", {})
-        check("requests" in c.get("resources", {}) and {"cpu", "memory"} <= limits.keys(), f"container {c['name']} has requests and cpu and memory limits")
+    hardened(spec)
     volumes = {v["name"]: v for v in spec["volumes"]}
     shared = next(m["name"] for m in sidecar["volumeMounts"] if m["mountPath"] == "/var/run/rolerelay")
     check(volumes[shared].get("emptyDir", {}).get("medium") == "Memory", "the shared volume is an in-memory emptyDir")
     check(pod["metadata"]["annotations"].get("prometheus.io/scrape") == "true", "prometheus scrape annotations")
 
     # The ConfigMap's configuration is valid for rolerelay itself, and the app points at it.
-    configmap = find(base, "ConfigMap")
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(configmap["data"]["config.yaml"])
-    r = run([binary, "check", "--config", f.name])
-    os.unlink(f.name)
-    check(r.returncode == 0, "rolerelay check accepts the ConfigMap's config.yaml" + ("" if r.returncode == 0 else ": " + r.stderr))
-    effective = json.loads(r.stdout) if r.returncode == 0 else {}
+    effective = rolerelay_check(binary, find(base, "ConfigMap")["data"]["config.yaml"], "the ConfigMap's config.yaml")
     app = next(c for c in spec["containers"] if c["name"] == "app")
     env = {e["name"]: e.get("value") for e in app.get("env", [])}
     uri = env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI", "")
@@ -200,16 +213,29 @@ def base_pod(base, binary):
     return pod, sidecar, effective
 
 
-def network_policy(policy, pod, metrics_port):
+def hardened(spec, prefix=""):
+    """The pod and every container of it: non-root, seccomp, read-only root, no escalation, no
+    capabilities, requests and limits."""
+    check(spec["securityContext"].get("runAsNonRoot") is True, prefix + "pod runAsNonRoot")
+    check(spec["securityContext"].get("seccompProfile", {}).get("type") == "RuntimeDefault", prefix + "pod seccompProfile RuntimeDefault")
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        sc = c.get("securityContext", {})
+        check(sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
+              and sc.get("capabilities", {}).get("drop") == ["ALL"], f"{prefix}container {c['name']} hardened")
+        limits = c.get("resources", {}).get("limits", {})
+        check("requests" in c.get("resources", {}) and {"cpu", "memory"} <= limits.keys(), f"{prefix}container {c['name']} has requests and cpu and memory limits")
+
+
+def network_policy(policy, pod, metrics_port, prefix=""):
     selects = policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    check(selects, "the NetworkPolicy selects the pod")
-    check(policy["spec"]["policyTypes"] == ["Ingress"], "the NetworkPolicy restricts ingress only (egress to STS, IMDS, DNS stays open)")
+    check(selects, prefix + "the NetworkPolicy selects the pod")
+    check(policy["spec"]["policyTypes"] == ["Ingress"], prefix + "the NetworkPolicy restricts ingress only (egress to STS, IMDS, DNS stays open)")
     rules = policy["spec"].get("ingress", [])
     ports = [p["port"] for rule in rules for p in rule.get("ports", [])]
     sources = [s for rule in rules for s in rule.get("from", [])]
     check(ports == [metrics_port] and len(rules) == 1 and sources
           and all(s.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "prometheus" for s in sources),
-          f"the NetworkPolicy lets only Prometheus in, only to {metrics_port}")
+          f"{prefix}the NetworkPolicy lets only Prometheus in, only to {metrics_port}")
 
 
 def monitoring(resources, pod, spec):
@@ -273,20 +299,142 @@ def pod_identity(resources, account, namespace):
           f"pod-identity: the association command names {namespace}/{sa}")
 
 
-def ecs_and_iam(namespace, account):
+def clients_pod(resources, binary, account, metrics_port):
+    """variants/two-apps.yaml: rolerelay with `clients`, one in-memory volume per client mounted at
+    that client's directory, and each application mounting only its own client's volume,
+    read-only, pointed at its own token and one of its own roles."""
+    p = "two-apps: "
+    deployment, configmap = find(resources, "Deployment"), find(resources, "ConfigMap")
+    pod = deployment["spec"]["template"]
+    spec = pod["spec"]
+    sidecar = next(c for c in spec.get("initContainers", []) if c["name"] == "rolerelay")
+    check(sidecar.get("restartPolicy") == "Always", p + "rolerelay is a native sidecar (init container, restartPolicy: Always)")
+    for probe, path in [("startupProbe", "/readyz"), ("readinessProbe", "/servingz"), ("livenessProbe", "/healthz")]:
+        check(sidecar.get(probe, {}).get("httpGet", {}).get("path") == path, f"{p}sidecar {probe} on {path}")
+    hardened(spec, p)
+    check(spec.get("serviceAccountName") == account, f"{p}the pod runs as the base's service account {account}")
+    check(pod["metadata"]["annotations"].get("prometheus.io/scrape") == "true", p + "prometheus scrape annotations")
+    network_policy(find(resources, "NetworkPolicy"), pod, metrics_port, p)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    config_mount = next(m for m in sidecar["volumeMounts"] if volumes[m["name"]].get("configMap"))
+    check(volumes[config_mount["name"]]["configMap"]["name"] == configmap["metadata"]["name"]
+          and sidecar["args"] == ["run", "--config", os.path.join(config_mount["mountPath"], "config.yaml")],
+          p + "rolerelay runs with the variant's own ConfigMap")
+
+    effective = rolerelay_check(binary, configmap["data"]["config.yaml"], "the two-apps ConfigMap's config.yaml (with clients)")
+    clients = client_directories(effective)
+    check(len(clients) >= 2, f"{p}the configuration has clients: {', '.join(clients) or 'none'}")
+    listen = effective.get("credentials_endpoint", {}).get("listen", "?")
+    token_file = effective.get("credentials_endpoint", {}).get("token_file", "?")
+    sidecar_mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
+    top = sidecar_mounts.get(effective.get("outputs", {}).get("directory", "?"))
+    apps = spec["containers"]
+    for name, client in clients.items():
+        volume = sidecar_mounts.get(client["directory"])
+        check(volume is not None and volume != top and volumes[volume].get("emptyDir", {}).get("medium") == "Memory",
+              f"{p}rolerelay mounts an in-memory emptyDir of its own at {name}'s directory {client['directory']}")
+        users = [c for c in apps if any(m["name"] == volume for m in c.get("volumeMounts", []))]
+        check(len(users) == 1, f"{p}one application mounts {name}'s volume: " + (", ".join(c["name"] for c in users) or "none"))
+        if len(users) != 1:
+            continue
+        app = users[0]
+        mounts = app["volumeMounts"]
+        own = next(m for m in mounts if m["name"] == volume)
+        check(own.get("readOnly") is True and own["mountPath"] == client["app_directory"] and "subPath" not in own,
+              f"{p}{app['name']} mounts {name}'s volume read-only at {client['app_directory']}")
+        shared = [m["name"] for m in mounts if m["name"] in sidecar_mounts.values()]
+        check(shared == [volume], f"{p}{app['name']} mounts no other volume of rolerelay's (no other client's, not the top level): {shared}")
+        env = {e["name"]: e.get("value") for e in app.get("env", [])}
+        m = re.fullmatch(r"http://([^/]+)/v1/credentials/([A-Za-z0-9_-]+)", env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI", ""))
+        check(bool(m) and m.group(1) == listen and m.group(2) in client["roles"],
+              f"{p}{app['name']}'s endpoint URI asks {listen} for one of {name}'s roles {client['roles']}")
+        check(env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") == os.path.join(client["app_directory"], token_file),
+              f"{p}{app['name']}'s token file is {name}'s, in its own mount")
+        check(env.get("AWS_REGION") and env.get("AWS_REGION") == env.get("AWS_DEFAULT_REGION"),
+              f"{p}{app['name']} sets AWS_REGION and AWS_DEFAULT_REGION")
+    check(len(apps) == len(clients), f"{p}every application container is a client's ({len(apps)} containers, {len(clients)} clients)")
+    skipped = pod["metadata"]["annotations"].get("eks.amazonaws.com/skip-containers", "").split(",")
+    check(all(c["name"] in skipped for c in apps), p + "the EKS webhook skips every application container")
+    text = open(os.path.join(K8S, "variants", "two-apps.yaml")).read()
+    check("ONE VOLUME PER CLIENT" in text and "subPath" in text and "kubectl apply -f deploy/kubernetes/variants/two-apps.yaml" in text,
+          p + "the header gives the recipe (one volume per client), the subPath alternative and the apply command")
+
+
+def ecs_clients(task, binary):
+    """task-definition-two-apps.json: as the Kubernetes variant, with one task volume per client (no
+    subPath in ECS), the configuration written by the init container, and config-file profiles."""
+    p = "ECS two-apps: "
+    containers = {c["name"]: c for c in task["containerDefinitions"]}
+    sidecar, init = containers["rolerelay"], containers.get("rolerelay-init", {})
+    check(sidecar["healthCheck"]["command"][1:] == ["/rolerelay", "healthcheck"], p + "health check runs rolerelay healthcheck")
+    check(init.get("essential") is False and {"containerName": "rolerelay-init", "condition": "SUCCESS"} in sidecar.get("dependsOn", []),
+          p + "rolerelay starts once rolerelay-init (not essential) succeeded")
+    check(sidecar.get("user") == "65532:65532" and sidecar.get("readonlyRootFilesystem") is True,
+          p + "rolerelay runs as 65532 with a read-only root file system")
+    env = {e["name"]: e["value"] for e in init.get("environment", [])}
+    config_path = {e["name"]: e["value"] for e in sidecar.get("environment", [])}.get("ROLERELAY_CONFIG", "?")
+    command = " ".join(init.get("command", []))
+    check(f"> {config_path}" in command, f"{p}rolerelay-init writes {config_path}, rolerelay's ROLERELAY_CONFIG")
+    effective = rolerelay_check(binary, env.get("ROLERELAY_CONFIG_YAML", ""), "the ECS two-apps configuration (rolerelay-init's ROLERELAY_CONFIG_YAML)")
+    clients = client_directories(effective)
+    check(len(clients) >= 2, f"{p}the configuration has clients: {', '.join(clients) or 'none'}")
+
+    def mounts(c):
+        return {m["containerPath"]: m for m in c.get("mountPoints", [])}
+    config_volume = mounts(sidecar).get(os.path.dirname(config_path), {})
+    check(config_volume.get("readOnly") is True and mounts(init).get(os.path.dirname(config_path), {}).get("sourceVolume") == config_volume.get("sourceVolume"),
+          p + "rolerelay mounts the volume rolerelay-init writes the configuration to, read-only")
+    volumes = {v["name"] for v in task["volumes"]}
+    sidecar_volumes = {m["sourceVolume"] for m in sidecar["mountPoints"]}
+    apps = [c for name, c in containers.items() if name not in ("rolerelay", "rolerelay-init")]
+    for name, client in clients.items():
+        directory = client["directory"]
+        mount = mounts(sidecar).get(directory, {})
+        volume = mount.get("sourceVolume")
+        check(volume in volumes and mount.get("readOnly") is False
+              and volume != mounts(sidecar).get(effective.get("outputs", {}).get("directory"), {}).get("sourceVolume"),
+              f"{p}rolerelay mounts a task volume of its own at {name}'s directory {directory}")
+        check(mounts(init).get(directory, {}).get("sourceVolume") == volume and re.search(rf"chown 65532:65532 [^&]*{re.escape(directory)}(\s|$)", command),
+              f"{p}rolerelay-init hands {name}'s volume to rolerelay's user (chown 65532:65532 {directory})")
+        users = [c for c in apps if volume in {m["sourceVolume"] for m in c.get("mountPoints", [])}]
+        check(len(users) == 1, f"{p}one application mounts {name}'s volume: " + (", ".join(c["name"] for c in users) or "none"))
+        if len(users) != 1:
+            continue
+        app = users[0]
+        own = mounts(app).get(client["app_directory"], {})
+        check(own.get("sourceVolume") == volume and own.get("readOnly") is True,
+              f"{p}{app['name']} mounts {name}'s volume read-only at {client['app_directory']}")
+        shared = sorted({m["sourceVolume"] for m in app["mountPoints"]} & sidecar_volumes)
+        check(shared == [volume], f"{p}{app['name']} mounts no other volume of rolerelay's (no other client's, not the top level): {shared}")
+        app_env = {e["name"]: e["value"] for e in app.get("environment", [])}
+        check(app_env.get("AWS_CONFIG_FILE") == os.path.join(client["app_directory"], "config") and app_env.get("AWS_PROFILE") in client["roles"]
+              and "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in app_env,
+              f"{p}{app['name']} uses its own directory's config-file profile of one of {name}'s roles")
+        check(app_env.get("AWS_REGION") and app_env.get("AWS_REGION") == app_env.get("AWS_DEFAULT_REGION"),
+              f"{p}{app['name']} sets AWS_REGION and AWS_DEFAULT_REGION")
+        check({"containerName": "rolerelay", "condition": "HEALTHY"} in app.get("dependsOn", []), f"{p}{app['name']} dependsOn rolerelay HEALTHY")
+    check(len(apps) == len(clients), f"{p}every application container is a client's ({len(apps)} containers, {len(clients)} clients)")
+    check(all("logConfiguration" in c for c in task["containerDefinitions"]), p + "every container has a log configuration")
+
+
+def ecs_and_iam(namespace, account, binary):
     from moto import mock_aws
     import boto3
 
     with open(os.path.join(ROOT, "deploy", "ecs", "task-definition.json")) as f:
         task = json.load(f)
+    with open(os.path.join(ROOT, "deploy", "ecs", "task-definition-two-apps.json")) as f:
+        two_apps = json.load(f)
     with mock_aws():
         # botocore validates every parameter against the ECS API model before moto sees it.
         ecs = boto3.client("ecs", region_name="us-east-1")
-        try:
-            registered = ecs.register_task_definition(**task)["taskDefinition"]
-            check(registered["networkMode"] == "awsvpc", "ECS task definition registers (awsvpc)")
-        except Exception as e:  # noqa: BLE001 - any refusal is the failure to report
-            check(False, f"ECS task definition registers: {e}")
+        for name, definition in [("task-definition.json", task), ("task-definition-two-apps.json", two_apps)]:
+            try:
+                registered = ecs.register_task_definition(**definition)["taskDefinition"]
+                check(registered["networkMode"] == "awsvpc", f"ECS {name} registers (awsvpc)")
+            except Exception as e:  # noqa: BLE001 - any refusal is the failure to report
+                check(False, f"ECS {name} registers: {e}")
+        ecs_clients(two_apps, binary)
         containers = {c["name"]: c for c in task["containerDefinitions"]}
         sidecar, app = containers["rolerelay"], containers["app"]
         check(sidecar["healthCheck"]["command"][1:] == ["/rolerelay", "healthcheck"],
@@ -391,7 +539,7 @@ def main():
     namespace = load(os.path.join(K8S, "namespace.yaml"))["metadata"]["name"]
     account = load(os.path.join(K8S, "serviceaccount.yaml"))["metadata"]["name"]
     kubernetes(os.path.abspath(sys.argv[1]))
-    ecs_and_iam(namespace, account)
+    ecs_and_iam(namespace, account, os.path.abspath(sys.argv[1]))
     dockerfile()
     checkov()
     print(f"deploy checks: {len(failures)} failed")
