@@ -19,6 +19,8 @@
 //! - [`outputs`] — the files of the shared volume (one module per format), written atomically.
 //! - [`shell`] — shell-style quoting of the values written into `<role>.env` and
 //!   `credential_process` lines.
+//! - [`access`] — the endpoint's tokens, one per client (or one for every role), and which
+//!   roles each opens.
 //! - [`metrics`] — every Prometheus metric, in an owned registry, recorded through intent methods.
 //! - [`context`] — what the refresh loops share: state, outputs, metrics, STS, clock.
 //! - [`refresher`] — one role's loop: assume, publish, sleep until the next refresh.
@@ -31,6 +33,7 @@
 //! - [`logging`] — JSON or text logs.
 //! - [`clock`] — the one place that reads the wall clock, and the [`clock::Clock`] tests pause.
 
+pub mod access;
 pub mod app;
 pub mod assume;
 pub mod cli;

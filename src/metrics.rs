@@ -4,6 +4,7 @@
 //! an HTTP client made up is never used as a label (it becomes [`UNKNOWN_ROLE`]).
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
@@ -17,6 +18,15 @@ use crate::outputs::WriteFailure;
 
 /// The `role` label of endpoint requests for a role that is not configured.
 pub const UNKNOWN_ROLE: &str = "_unknown";
+
+/// The `client` label of endpoint requests without a valid token (with `clients`).
+pub const NO_CLIENT: &str = "_none";
+
+/// `rolerelay_endpoint_requests_total`: its name and help, for both of its label sets.
+const ENDPOINT_REQUESTS: (&str, &str) = (
+    "rolerelay_endpoint_requests_total",
+    "Requests to the container-credentials endpoint, per role and HTTP status code (and client, with clients).",
+);
 
 /// The `result` label values.
 const SUCCESS: &str = "success";
@@ -47,6 +57,28 @@ pub enum Attempt {
     },
 }
 
+/// `rolerelay_endpoint_requests_total` with the labels of the moment.
+#[derive(Debug)]
+struct EndpointRequests {
+    counter: IntCounterVec,
+    /// Whether it has the `client` label.
+    by_client: bool,
+}
+
+impl EndpointRequests {
+    fn new(by_client: bool) -> EndpointRequests {
+        let labels: &[&str] = match by_client {
+            true => &["role", "code", "client"],
+            false => &["role", "code"],
+        };
+        let (name, help) = ENDPOINT_REQUESTS;
+        EndpointRequests {
+            counter: IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            by_client,
+        }
+    }
+}
+
 /// The metrics and their registry. Each field is named after its metric; the label values are
 /// set only by the `record_*` methods below.
 #[derive(Clone, Debug)]
@@ -59,7 +91,9 @@ pub struct Metrics {
     last_success_timestamp_seconds: GaugeVec,
     consecutive_failures: IntGaugeVec,
     output_write_errors_total: IntCounterVec,
-    endpoint_requests_total: IntCounterVec,
+    /// With a `client` label only while clients are configured: without them, the series stay
+    /// as they were before clients existed.
+    endpoint_requests_total: Arc<RwLock<EndpointRequests>>,
     config_reloads_total: IntCounterVec,
     build_info: IntGaugeVec,
     ready: IntGaugeVec,
@@ -116,11 +150,7 @@ impl Metrics {
                 "Failed writes of an output file, per role and output.",
                 &["role", "output"],
             ),
-            endpoint_requests_total: counter(
-                "rolerelay_endpoint_requests_total",
-                "Requests to the container-credentials endpoint, per role and HTTP status code.",
-                &["role", "code"],
-            ),
+            endpoint_requests_total: Arc::new(RwLock::new(EndpointRequests::new(false))),
             config_reloads_total: counter(
                 "rolerelay_config_reloads_total",
                 "Configuration reloads, by result (success or error).",
@@ -185,11 +215,50 @@ impl Metrics {
         }
     }
 
-    /// Counts one endpoint request: `role` is a configured role or [`UNKNOWN_ROLE`].
-    pub fn record_endpoint_request(&self, role: &str, code: u16) {
+    /// Counts one endpoint request: `role` is a configured role or [`UNKNOWN_ROLE`]; `client` a
+    /// configured client or [`NO_CLIENT`] when there are clients, else none.
+    pub fn record_endpoint_request(&self, role: &str, client: Option<&str>, code: u16) {
+        let requests = self.endpoint_requests();
+        let code = code.to_string();
+        match requests.by_client {
+            true => requests
+                .counter
+                .with_label_values(&[role, &code, client.unwrap_or(NO_CLIENT)]),
+            false => requests.counter.with_label_values(&[role, &code]),
+        }
+        .inc();
+    }
+
+    fn endpoint_requests(&self) -> std::sync::RwLockReadGuard<'_, EndpointRequests> {
         self.endpoint_requests_total
-            .with_label_values(&[role, &code.to_string()])
-            .inc();
+            .read()
+            .expect("metrics lock poisoned")
+    }
+
+    /// Gives `rolerelay_endpoint_requests_total` its `client` label, or takes it away, when
+    /// clients are configured or no longer are (at start, after a reload). The counts start
+    /// again from zero then, which Prometheus reads as a counter reset.
+    pub fn set_client_label(&self, by_client: bool) {
+        let mut requests = self
+            .endpoint_requests_total
+            .write()
+            .expect("metrics lock poisoned");
+        if requests.by_client == by_client {
+            return;
+        }
+        let next = EndpointRequests::new(by_client);
+        self.registry
+            .unregister(Box::new(requests.counter.clone()))
+            .expect("the endpoint counter is registered");
+        self.registry
+            .register(Box::new(next.counter.clone()))
+            .expect("the endpoint counter is registered once");
+        *requests = next;
+    }
+
+    /// Drops the endpoint series of a client that is no longer configured.
+    pub fn remove_client(&self, client: &str) {
+        self.remove_series("client", client);
     }
 
     /// Counts a configuration reload that was applied.
@@ -218,7 +287,7 @@ impl Metrics {
             Box::new(self.last_success_timestamp_seconds.clone()),
             Box::new(self.consecutive_failures.clone()),
             Box::new(self.output_write_errors_total.clone()),
-            Box::new(self.endpoint_requests_total.clone()),
+            Box::new(self.endpoint_requests().counter.clone()),
             Box::new(self.config_reloads_total.clone()),
             Box::new(self.build_info.clone()),
             Box::new(self.ready.clone()),
@@ -243,13 +312,19 @@ impl Metrics {
 
     /// Drops every series of a role that is no longer configured.
     pub fn remove_role(&self, role: &str) {
-        // Each family's label sets for the role are found by gathering, so nothing is missed.
+        self.remove_series("role", role);
+    }
+
+    /// Drops every series whose label `name` has `value`.
+    fn remove_series(&self, name: &str, value: &str) {
+        // Each family's label sets are found by gathering, so nothing is missed.
+        let requests = self.endpoint_requests();
         for family in self.registry.gather() {
             for metric in family.get_metric() {
                 let labels = metric.get_label();
                 if !labels
                     .iter()
-                    .any(|l| l.name() == "role" && l.value() == role)
+                    .any(|l| l.name() == name && l.value() == value)
                 {
                     continue;
                 }
@@ -264,7 +339,7 @@ impl Metrics {
                 let _ = self.last_success_timestamp_seconds.remove(&values);
                 let _ = self.consecutive_failures.remove(&values);
                 let _ = self.output_write_errors_total.remove(&values);
-                let _ = self.endpoint_requests_total.remove(&values);
+                let _ = requests.counter.remove(&values);
                 let _ = self.ready.remove(&values);
             }
         }
@@ -301,9 +376,7 @@ mod tests {
         m.last_success_timestamp_seconds
             .with_label_values(&["a"])
             .set(1.0);
-        m.endpoint_requests_total
-            .with_label_values(&["a", "200"])
-            .inc();
+        m.record_endpoint_request("a", None, 200);
         let text = m.render();
         for (name, kind) in [
             ("rolerelay_refresh_total", "counter"),
@@ -338,9 +411,7 @@ mod tests {
         m.refresh_duration_seconds
             .with_label_values(&["gone"])
             .observe(0.05);
-        m.endpoint_requests_total
-            .with_label_values(&["gone", "200"])
-            .inc();
+        m.record_endpoint_request("gone", None, 200);
         m.remove_role("gone");
         let text = m.render();
         assert!(!text.contains("role=\"gone\""), "{text}");

@@ -1,11 +1,12 @@
 //! What every role has now: written by the refreshers, read by the outputs and the HTTP side.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::assume::AssumeError;
-use crate::config::{default_min_remaining, RoleConfig, RoleName};
+use crate::config::{default_min_remaining, ClientConfig, ClientName, RoleConfig, RoleName};
 use crate::credentials::{Credentials, SecretBytes};
 
 /// The state of one role.
@@ -26,7 +27,7 @@ pub struct RoleState {
     /// The last failure, kept until the next success.
     pub last_error: Option<AssumeError>,
     /// Outputs whose last write for this role failed, with the reason.
-    pub write_errors: BTreeMap<&'static str, String>,
+    pub write_errors: BTreeMap<String, String>,
     /// The expiration of the credentials last written to every output, until they are
     /// withdrawn. Newer credentials being written over still-valid ones leave it as it is, so a
     /// refresh never flickers readiness; a failed write shows in `write_errors` instead.
@@ -137,8 +138,13 @@ pub enum EndpointAnswer {
     UnknownRole,
     /// The role has no valid credentials now.
     NoValidCredentials,
-    /// The body to send.
-    Ready(SecretBytes),
+    /// The body to send, and the access key id in it (for the audit log).
+    Ready {
+        /// The rendered answer.
+        body: SecretBytes,
+        /// The credentials' access key id: not a secret.
+        access_key_id: String,
+    },
 }
 
 /// The outcome of the last configuration reload, for `/status`.
@@ -152,10 +158,22 @@ pub struct ReloadStatus {
     pub restart_needed: Vec<&'static str>,
 }
 
-/// What is not any one role's: the last reload and the readiness margin.
+/// A client as `/status` shows it: its directory and roles, and when it last fetched each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientState {
+    /// Its directory, as rolerelay sees it.
+    pub directory: PathBuf,
+    /// Its roles, in its order.
+    pub roles: Vec<RoleName>,
+    /// When it last got each role's credentials from the endpoint (a 200).
+    pub last_fetch: BTreeMap<RoleName, SystemTime>,
+}
+
+/// What is not any one role's: the last reload, the readiness margin and the clients.
 #[derive(Debug, Default)]
 struct SidecarWide {
     reload: Option<ReloadStatus>,
+    clients: BTreeMap<ClientName, ClientState>,
     /// `refresh.min_remaining`: readiness turns 503 inside it while refreshes fail; none: each
     /// role's default.
     min_remaining: Option<Duration>,
@@ -289,10 +307,50 @@ impl State {
         match roles.get(role) {
             None => EndpointAnswer::UnknownRole,
             Some(s) => match (s.valid_credentials(now), &s.endpoint_body) {
-                (Some(_), Some(body)) => EndpointAnswer::Ready(body.clone()),
+                (Some(creds), Some(body)) => EndpointAnswer::Ready {
+                    body: body.clone(),
+                    access_key_id: creds.access_key_id.clone(),
+                },
                 _ => EndpointAnswer::NoValidCredentials,
             },
         }
+    }
+
+    /// Sets the configured clients (at start, after a reload): a kept client keeps the fetch
+    /// times of the roles it keeps.
+    pub fn set_clients(&self, clients: &[ClientConfig]) {
+        let mut sidecar = self.sidecar.write().expect("state lock poisoned");
+        let mut old = std::mem::take(&mut sidecar.clients);
+        for client in clients {
+            let mut last_fetch = old
+                .remove(&client.name)
+                .map(|c| c.last_fetch)
+                .unwrap_or_default();
+            last_fetch.retain(|role, _| client.roles.contains(role));
+            let state = ClientState {
+                directory: client.directory.clone(),
+                roles: client.roles.clone(),
+                last_fetch,
+            };
+            sidecar.clients.insert(client.name.clone(), state);
+        }
+    }
+
+    /// `client` got `role`'s credentials from the endpoint at `now`.
+    pub fn record_fetch(&self, client: &ClientName, role: &RoleName, now: SystemTime) {
+        let mut sidecar = self.sidecar.write().expect("state lock poisoned");
+        if let Some(state) = sidecar.clients.get_mut(client) {
+            state.last_fetch.insert(role.clone(), now);
+        }
+    }
+
+    /// A copy of every client's state, by name.
+    pub fn clients(&self) -> BTreeMap<ClientName, ClientState> {
+        self.sidecar
+            .read()
+            .expect("state lock poisoned")
+            .clients
+            .clone()
     }
 
     /// Records the outcome of a reload.
@@ -380,7 +438,9 @@ mod tests {
         };
         assert!(unpublished.readiness(at(100), Some(MIN)).is_err());
         let mut broken = with_creds(3600);
-        broken.write_errors.insert("env_file", "disk full".into());
+        broken
+            .write_errors
+            .insert("env_file".into(), "disk full".into());
         assert!(broken
             .readiness(at(100), Some(MIN))
             .unwrap_err()

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
+use crate::access::Access;
 use crate::assume::Assumer;
 use crate::clock::Clock;
 use crate::config::diff::{diff, running_after_reload, Diff};
@@ -22,7 +23,7 @@ use crate::context::{Context, LiveSettings};
 use crate::http::endpoint::{self, Endpoint};
 use crate::http::{self, status, View};
 use crate::metrics::Metrics;
-use crate::outputs::{Outputs, Prepared, WriteFailure};
+use crate::outputs::{Layout, Outputs, Prepared, WriteFailure};
 use crate::refresher::{RefreshError, RoleLoop};
 use crate::reload;
 use crate::schedule::{self, Policy};
@@ -36,10 +37,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// the outputs, whose directory is prepared (stale files of an earlier run removed).
 pub fn context(config: &Config, assumer: Assumer, clock: Clock) -> anyhow::Result<Context> {
     let state = State::new(&config.roles, config.refresh.min_remaining.map(|d| d.0));
+    state.set_clients(&config.clients);
     let outputs = Arc::new(Outputs::new(
         &config.outputs,
         &config.sts.region,
         &config.roles,
+        &config.clients,
     ));
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
     for role in &config.roles {
@@ -53,7 +56,7 @@ pub fn context(config: &Config, assumer: Assumer, clock: Clock) -> anyhow::Resul
                 config.outputs.directory.display()
             )
         })?;
-    report_prepared(&prepared, &metrics, &config.roles);
+    report_prepared(&prepared, &metrics, config);
     let settings = LiveSettings {
         assumer,
         policy: Policy::from(&config.refresh),
@@ -70,8 +73,8 @@ pub fn context(config: &Config, assumer: Assumer, clock: Clock) -> anyhow::Resul
 }
 
 /// Logs what preparing the output directory removed and left, and counts a failed write as
-/// every role's, as the state records it: nothing found there stops the start.
-fn report_prepared(prepared: &Prepared, metrics: &Metrics, roles: &[RoleConfig]) {
+/// every role's of its directory, as the state records it: nothing found there stops the start.
+fn report_prepared(prepared: &Prepared, metrics: &Metrics, config: &Config) {
     if prepared.removed > 0 {
         info!(
             removed = prepared.removed,
@@ -83,15 +86,24 @@ fn report_prepared(prepared: &Prepared, metrics: &Metrics, roles: &[RoleConfig])
     }
     for failure in &prepared.failures {
         warn!(output = %failure.output, error = %failure, "could not write an output; retried with the roles' writes");
-        count_for_every_role(metrics, roles, failure);
+        count_for_its_roles(metrics, config, failure);
     }
 }
 
-/// Counts a failed write of a shared file (`config`, the token) once for each role, whose
-/// readiness it holds back.
-fn count_for_every_role(metrics: &Metrics, roles: &[RoleConfig], failure: &WriteFailure) {
+/// Counts a failed write of a shared file (`config`, a token) once for each role of its
+/// directory (a client's, else the top level's), whose readiness it holds back.
+fn count_for_its_roles(metrics: &Metrics, config: &Config, failure: &WriteFailure) {
+    let dir = failure.path.parent();
+    let client = config
+        .clients
+        .iter()
+        .find(|c| Some(c.directory.as_path()) == dir);
+    let roles: Vec<&RoleName> = match client {
+        Some(client) => client.roles.iter().collect(),
+        None => config.roles.iter().map(|r| &r.name).collect(),
+    };
     for role in roles {
-        metrics.record_write_failures(role.name.as_str(), std::slice::from_ref(failure));
+        metrics.record_write_failures(role.as_str(), std::slice::from_ref(failure));
     }
 }
 
@@ -112,10 +124,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     let (stop_servers, servers_stopped) = watch::channel(false);
+    let access = Arc::new(Access::new());
     // Start-up may wait (a slow disk, a certificate store); a signal meanwhile ends it.
     let start = async {
         let ctx = start_context(&config).await?;
-        let servers = start_servers(&config, &ctx, servers_stopped).await?;
+        let servers = start_servers(&config, &ctx, &access, servers_stopped).await?;
         anyhow::Ok((ctx, servers))
     };
     let (ctx, mut servers) = tokio::select! {
@@ -125,7 +138,7 @@ pub async fn run(
         }
         started = start => started?,
     };
-    let mut sidecar = Sidecar::new(config, args, ctx);
+    let mut sidecar = Sidecar::new(config, args, ctx, access);
     sidecar.serve(shutdown, &mut servers).await?;
     info!("shutting down");
     let _ = stop_servers.send(true);
@@ -152,11 +165,12 @@ pub async fn run(
     Ok(())
 }
 
-/// Binds both listeners (a busy port fails the start, naming its key), writes the endpoint's
-/// token (a failed write does not), and serves until `stopped` turns true.
+/// Binds both listeners (a busy port fails the start, naming its key), issues and writes the
+/// endpoint's tokens (a failed write does not), and serves until `stopped` turns true.
 async fn start_servers(
     config: &Config,
     ctx: &Context,
+    access: &Arc<Access>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinSet<()>> {
     let status_listener = bind(config.server.listen, "server.listen").await?;
@@ -173,19 +187,20 @@ async fn start_servers(
         metrics: ctx.metrics.clone(),
         clock: ctx.clock.clone(),
     };
-    // A new token at every start, written before either server answers: a client that sees the
-    // sidecar up never reads the token of an earlier run. A write that fails (a full disk) is
+    // New tokens at every start, written before either server answers: a client that sees the
+    // sidecar up never reads a token of an earlier run. A write that fails (a full disk) is
     // retried with the roles' writes; meanwhile the endpoint serves whoever has the token, which
     // is no one.
-    let token = Arc::new(endpoint::new_token());
     if endpoint_listener.is_some() {
+        let tokens = access.issue(&config.clients);
+        ctx.metrics.set_client_label(access.by_client());
         let failed = ctx
             .outputs
-            .write_token(&ctx.state, &endpoint.token_file, &token)
+            .write_tokens(&ctx.state, &endpoint.token_file, tokens)
             .await;
-        if let Some(failure) = failed {
-            warn!(output = %failure.output, error = %failure, "could not write the endpoint token file; retried with the roles' writes");
-            count_for_every_role(&ctx.metrics, &config.roles, &failure);
+        for failure in failed {
+            warn!(output = %failure.output, error = %failure, "could not write an endpoint token file; retried with the roles' writes");
+            count_for_its_roles(&ctx.metrics, config, &failure);
         }
     }
     let mut servers = JoinSet::new();
@@ -200,11 +215,23 @@ async fn start_servers(
         until_stopped(stopped.clone()),
     ));
     if let Some(listener) = endpoint_listener {
-        info!(listen = %bound(&listener, endpoint.listen), token_file = %config.outputs.directory.join(&endpoint.token_file).display(),
+        let token_file = match config.clients.is_empty() {
+            true => config
+                .outputs
+                .directory
+                .join(&endpoint.token_file)
+                .display()
+                .to_string(),
+            false => format!("{} in each client's directory", endpoint.token_file),
+        };
+        info!(listen = %bound(&listener, endpoint.listen), token_file = %token_file,
             "serving the container-credentials endpoint at /v1/credentials/<role>");
         servers.spawn(http::serve(
             listener,
-            endpoint::routes(Endpoint { view, token }),
+            endpoint::routes(Endpoint {
+                view,
+                access: access.clone(),
+            }),
             until_stopped(stopped),
         ));
     }
@@ -251,6 +278,8 @@ struct Sidecar {
     config: Config,
     args: ConfigArgs,
     ctx: Context,
+    /// The endpoint's tokens: reissued at a reload, for the clients it leaves.
+    access: Arc<Access>,
     loops: HashMap<RoleName, RoleTask>,
 }
 
@@ -261,11 +290,12 @@ struct RoleTask {
 }
 
 impl Sidecar {
-    fn new(config: Config, args: ConfigArgs, ctx: Context) -> Sidecar {
+    fn new(config: Config, args: ConfigArgs, ctx: Context, access: Arc<Access>) -> Sidecar {
         Sidecar {
             config,
             args,
             ctx,
+            access,
             loops: HashMap::new(),
         }
     }
@@ -370,6 +400,7 @@ impl Sidecar {
             removed = changes.removed.len(),
             changed = changes.changed.len(),
             kept = changes.kept.len(),
+            clients = changes.clients,
             "applying the reloaded configuration"
         );
         if !changes.restart_needed.is_empty() {
@@ -429,15 +460,30 @@ impl Sidecar {
         }
         let rewrite = (changes.outputs || changes.sts)
             .then(|| (running.outputs.clone(), running.sts.region.clone()));
+        // A client's token stops opening what it lost before its files go.
+        let tokens = self
+            .config
+            .credentials_endpoint
+            .enabled
+            .then(|| self.access.issue(&running.clients));
+        ctx.metrics.set_client_label(self.access.by_client());
+        for gone in self
+            .config
+            .clients
+            .iter()
+            .filter(|c| !running.clients.iter().any(|n| n.name == c.name))
+        {
+            ctx.metrics.remove_client(gone.name.as_str());
+        }
+        ctx.state.set_clients(&running.clients);
+        let layout = Layout {
+            roles: running.roles.clone(),
+            clients: running.clients.clone(),
+            tokens,
+        };
         let failures = ctx
             .outputs
-            .apply_reload(
-                &ctx.state,
-                replaced,
-                running.roles.clone(),
-                rewrite,
-                ctx.clock.now(),
-            )
+            .apply_reload(&ctx.state, replaced, layout, rewrite, ctx.clock.now())
             .await;
         for failure in failures {
             warn!(output = %failure.output, error = %failure, "could not update an output after the reload");

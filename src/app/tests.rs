@@ -15,7 +15,7 @@ fn sidecar(dir: &Path, roles: &[(&str, &str)]) -> (Sidecar, FakeSts) {
     let clock = testing::paused_clock();
     let sts = FakeSts::new(clock.clone());
     let ctx = context(&config, sts.assumer(), clock).unwrap();
-    let mut sidecar = Sidecar::new(config, args, ctx);
+    let mut sidecar = Sidecar::new(config, args, ctx, Arc::new(Access::new()));
     sidecar.start_all();
     (sidecar, sts)
 }

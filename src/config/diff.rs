@@ -1,7 +1,7 @@
 //! What a reloaded configuration changes: which roles are added, removed, changed or kept, which
 //! other settings apply live, and which need a restart.
 
-use super::{Config, RoleConfig, RoleName};
+use super::{ClientConfig, Config, RoleConfig, RoleName};
 
 /// The difference between the running configuration and a reloaded one.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,6 +20,8 @@ pub struct Diff {
     pub refresh: bool,
     /// The outputs changed (files are rewritten).
     pub outputs: bool,
+    /// The clients changed (added, removed, or their roles or directories).
+    pub clients: bool,
     /// Keys that changed but only take effect after a restart.
     pub restart_needed: Vec<&'static str>,
 }
@@ -33,6 +35,7 @@ impl Diff {
             && !self.sts
             && !self.refresh
             && !self.outputs
+            && !self.clients
     }
 }
 
@@ -53,6 +56,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     let mut live_outputs = new.outputs.clone();
     live_outputs.directory = old.outputs.directory.clone();
     changes.outputs = live_outputs != old.outputs;
+    changes.clients = running_clients(old, new) != old.clients;
 
     let restart = [
         ("server.listen", old.server.listen != new.server.listen),
@@ -108,10 +112,24 @@ pub fn running_after_reload(old: &Config, new: Config) -> Config {
     let mut running = new;
     running.server = old.server.clone();
     running.credentials_endpoint = old.credentials_endpoint.clone();
+    running.clients = running_clients(old, &running);
     running.outputs.directory = old.outputs.directory.clone();
     running.refresh.concurrency = old.refresh.concurrency;
     running.logging = old.logging.clone();
     running
+}
+
+/// `new`'s clients as they run: a directory under a new `outputs.directory` (which needs a
+/// restart) stays under the running one.
+fn running_clients(old: &Config, new: &Config) -> Vec<ClientConfig> {
+    let (from, to) = (&new.outputs.directory, &old.outputs.directory);
+    let mut clients = new.clients.clone();
+    for client in &mut clients {
+        if let Ok(inside) = client.directory.strip_prefix(from) {
+            client.directory = to.join(inside);
+        }
+    }
+    clients
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::values::{
-    FileMode, HumanDuration, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate,
+    ClientName, FileMode, HumanDuration, LogFormat, LogLevel, Owner, RoleArn, RoleName,
+    SessionTemplate,
 };
 
 /// The file's top level.
@@ -19,6 +20,7 @@ pub struct FileConfig {
     pub refresh: FileRefresh,
     pub roles: Vec<FileRole>,
     pub outputs: FileOutputs,
+    pub clients: Vec<FileClient>,
     pub server: FileServer,
     pub credentials_endpoint: FileEndpoint,
     pub logging: FileLogging,
@@ -95,6 +97,18 @@ pub struct FileOutputs {
     pub file_mode: Option<Spanned<FileMode>>,
     pub owner: Option<Spanned<Owner>>,
     pub remove_on_exit: Option<Spanned<bool>>,
+}
+
+/// One entry of `clients:` as written: `name` and `roles` are required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileClient {
+    pub name: Spanned<ClientName>,
+    pub roles: Vec<Spanned<RoleName>>,
+    #[serde(default)]
+    pub directory: Option<Spanned<String>>,
+    #[serde(default)]
+    pub app_directory: Option<Spanned<String>>,
 }
 
 /// `server:` as written; `listen` stays text so that a bad address gets the resolver's message.

@@ -36,8 +36,8 @@ pub use rules::{
     ONE_HOUR,
 };
 pub use values::{
-    FileMode, HumanDuration, LogFormat, LogLevel, Owner, RoleArn, RoleName, SessionTemplate,
-    TemplateVars,
+    ClientName, FileMode, HumanDuration, LogFormat, LogLevel, Owner, RoleArn, RoleName,
+    SessionTemplate, TemplateVars,
 };
 
 /// `server.listen` when nothing sets it.
@@ -79,6 +79,9 @@ pub struct Config {
     pub roles: Vec<RoleConfig>,
     /// What is written to the shared volume.
     pub outputs: OutputsConfig,
+    /// The application containers that each get only their own roles; empty: every container
+    /// that reads the output directory gets every role.
+    pub clients: Vec<ClientConfig>,
     /// The health, metrics and status server.
     pub server: ServerConfig,
     /// The container-credentials endpoint.
@@ -188,6 +191,28 @@ pub struct OutputsConfig {
     pub remove_on_exit: bool,
 }
 
+/// One entry of `clients:`: an application container with a directory, a token and roles of
+/// its own.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClientConfig {
+    /// Shown in logs, `/status` and the endpoint metric's `client` label.
+    pub name: ClientName,
+    /// The roles this client may fetch, and whose files its directory gets, in file order.
+    pub roles: Vec<RoleName>,
+    /// Its directory, absolute: `directory` as written, under `outputs.directory` when relative.
+    /// Default: the name, under `outputs.directory`.
+    pub directory: PathBuf,
+    /// Where the client's container mounts its directory, if elsewhere. Default: none.
+    pub app_directory: Option<PathBuf>,
+}
+
+impl ClientConfig {
+    /// The directory as the client's container sees it: `app_directory`, else `directory`.
+    pub fn app_dir(&self) -> &Path {
+        self.app_directory.as_deref().unwrap_or(&self.directory)
+    }
+}
+
 /// `server:` — health, readiness, metrics and status.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ServerConfig {
@@ -202,7 +227,8 @@ pub struct EndpointConfig {
     pub enabled: bool,
     /// Listen address. Default 127.0.0.1:9911.
     pub listen: SocketAddr,
-    /// The token file's name in the output directory. Default `token`.
+    /// The token file's name in the output directory (in each client's directory with
+    /// `clients`). Default `token`.
     pub token_file: String,
     /// Allow a non-loopback listen address. Default false.
     pub allow_non_loopback: bool,

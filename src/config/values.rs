@@ -127,18 +127,23 @@ impl RoleName {
 impl FromStr for RoleName {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        if !text.is_empty()
-            && text.len() <= 64
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            Ok(RoleName(text.to_string()))
-        } else {
-            Err(format!(
-                "role name {text:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-' (it names files and profiles)"
-            ))
-        }
+        plain_name(text, "role name", "it names files and profiles").map(RoleName)
+    }
+}
+
+/// `text` if it is 1 to 64 of `A-Za-z0-9_-`: a name that is safe as a file name, a profile name,
+/// a path segment and a metric label; else what to write, naming `what` and `why`.
+fn plain_name(text: &str, what: &str, why: &str) -> Result<String, String> {
+    let plain = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    match plain {
+        true => Ok(text.to_string()),
+        false => Err(format!(
+            "{what} {text:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-' ({why})"
+        )),
     }
 }
 
@@ -149,6 +154,36 @@ impl std::borrow::Borrow<str> for RoleName {
 }
 
 impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A client's name: one application container, shown in logs, `/status` and metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ClientName(String);
+
+impl ClientName {
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ClientName {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        plain_name(
+            text,
+            "client name",
+            "it names a directory and a metric label",
+        )
+        .map(ClientName)
+    }
+}
+
+impl fmt::Display for ClientName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -360,6 +395,7 @@ deserialize_from_str!(
     HumanDuration,
     RoleArn,
     RoleName,
+    ClientName,
     FileMode,
     Owner,
     SessionTemplate,

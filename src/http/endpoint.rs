@@ -3,119 +3,141 @@
 //!
 //! An SDK pointed at it with `AWS_CONTAINER_CREDENTIALS_FULL_URI` and
 //! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` refreshes by itself before expiry.
+//!
+//! The token is checked before the role is looked at. With `clients`, each client's token opens
+//! its own roles only (403 for any other), and every answer is logged once, for the audit.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use warp::http::StatusCode;
+use tracing::info;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::path::FullPath;
 use warp::reply::Response;
 use warp::Filter;
 
 use super::{bytes_response, json, not_found, View};
-use crate::credentials::Secret;
-use crate::metrics::UNKNOWN_ROLE;
+use crate::access::{Access, Decision};
+use crate::config::{one_line, ClientName};
+use crate::metrics::{NO_CLIENT, UNKNOWN_ROLE};
 use crate::state::EndpointAnswer;
 
 /// The message of the 401 answer; `doctor` recognises the running sidecar by it.
 pub const UNAUTHORIZED: &str = "missing or wrong Authorization token";
 
-/// What the endpoint reads: the roles' state, and the token a request must carry.
+/// The message of the 403 answer: it names neither the role asked for nor the client's.
+pub const FORBIDDEN: &str = "this token may not fetch this role";
+
+/// The path of a role's credentials, before the role's name.
+const CREDENTIALS_PATH: &str = "/v1/credentials/";
+
+/// At most this much of a role name a client sent goes into the audit log.
+const MAX_LOGGED_ROLE: usize = 64;
+
+/// What the endpoint reads: the roles' state, and the tokens a request may carry.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     /// The state, metrics and clock.
     pub view: View,
-    /// The token a request must carry.
-    pub token: Arc<Secret>,
+    /// The tokens, and what each opens.
+    pub access: Arc<Access>,
 }
 
-/// A new random token: 32 bytes from the operating system's generator, hex encoded (256 bits).
-pub fn new_token() -> Secret {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the operating system's random generator is available");
-    Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
-}
-
-/// Whether a request carries the token, compared by [`Secret::matches`] in time that does not
-/// depend on where they differ, so the token cannot be guessed byte by byte.
-pub fn token_matches(expected: &Secret, given: Option<&str>) -> bool {
-    given.is_some_and(|given| expected.matches(given.as_bytes()).into())
-}
-
-/// The endpoint's routes; anything else is 404.
+/// The endpoint's one route: every request is answered, counted and (with clients) logged here;
+/// anything but `GET /v1/credentials/<role>` is 404.
 pub fn routes(
     endpoint: Endpoint,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let metrics = endpoint.view.metrics.clone();
     let endpoint = warp::any().map(move || endpoint.clone());
-    warp::get()
-        .and(warp::path!("v1" / "credentials" / String))
-        .and(warp::header::optional::<String>("authorization"))
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
         .and(endpoint)
-        .map(|role: String, auth: Option<String>, endpoint: Endpoint| {
-            credentials(&endpoint, &role, auth.as_deref())
-        })
-        .recover(move |_| {
-            // Any other path or method: counted too, as a request for no role.
-            metrics.record_endpoint_request(UNKNOWN_ROLE, StatusCode::NOT_FOUND.as_u16());
-            async { Ok::<_, Infallible>(not_found()) }
-        })
-        .unify()
+        .map(
+            |method: Method, path: FullPath, headers: HeaderMap, endpoint: Endpoint| {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|value| value.to_str().ok());
+                let role = (method == Method::GET)
+                    .then(|| path.as_str().strip_prefix(CREDENTIALS_PATH))
+                    .flatten()
+                    .filter(|role| !role.is_empty() && !role.contains('/'));
+                answer(&endpoint, role, auth)
+            },
+        )
 }
 
-fn credentials(endpoint: &Endpoint, role: &str, auth: Option<&str>) -> Response {
+/// The answer to a request for `role` (none: any other path or method) carrying `auth`.
+fn answer(endpoint: &Endpoint, role: Option<&str>, auth: Option<&str>) -> Response {
     let view = &endpoint.view;
-    let answer = view.state.endpoint_answer(role, view.clock.now());
-    // A role a client made up is never a label.
-    let label = match answer {
-        EndpointAnswer::UnknownRole => UNKNOWN_ROLE,
-        _ => role,
-    };
+    let now = view.clock.now();
+    let decision = endpoint.access.decide(auth, role.unwrap_or_default());
     let message =
         |code: StatusCode, text: &str| (code, json(code, &serde_json::json!({ "message": text })));
-    let (code, response) = if !token_matches(&endpoint.token, auth) {
-        message(StatusCode::UNAUTHORIZED, UNAUTHORIZED)
-    } else {
-        match answer {
-            EndpointAnswer::UnknownRole => message(StatusCode::NOT_FOUND, "no such role"),
-            EndpointAnswer::NoValidCredentials => message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no valid credentials for this role yet",
-            ),
-            EndpointAnswer::Ready(body) => (
+    let answer = role.map(|role| view.state.endpoint_answer(role, now));
+    // A role a client made up is never a label.
+    let configured = role.filter(|_| !matches!(answer, None | Some(EndpointAnswer::UnknownRole)));
+    let label = configured.unwrap_or(UNKNOWN_ROLE);
+    let mut served_key = None;
+    let (code, response) = match (answer, &decision) {
+        (None, _) => (StatusCode::NOT_FOUND, not_found()),
+        (Some(_), Decision::Unknown) => message(StatusCode::UNAUTHORIZED, UNAUTHORIZED),
+        (Some(_), Decision::Forbidden(_)) => message(StatusCode::FORBIDDEN, FORBIDDEN),
+        (Some(EndpointAnswer::UnknownRole), Decision::Allowed(_)) => {
+            message(StatusCode::NOT_FOUND, "no such role")
+        }
+        (Some(EndpointAnswer::NoValidCredentials), Decision::Allowed(_)) => message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no valid credentials for this role yet",
+        ),
+        (
+            Some(EndpointAnswer::Ready {
+                body,
+                access_key_id,
+            }),
+            Decision::Allowed(_),
+        ) => {
+            served_key = Some(access_key_id);
+            (
                 StatusCode::OK,
                 bytes_response(StatusCode::OK, body.expose()),
-            ),
+            )
         }
     };
-    view.metrics.record_endpoint_request(label, code.as_u16());
+    if !endpoint.access.by_client() {
+        view.metrics
+            .record_endpoint_request(label, None, code.as_u16());
+        return response;
+    }
+    let client = match &decision {
+        Decision::Unknown | Decision::Allowed(None) => None,
+        Decision::Forbidden(client) | Decision::Allowed(Some(client)) => Some(client),
+    };
+    audit(client, role, code, served_key.as_deref());
+    if let (Some(client), Some(role), Some(_)) = (client, configured, &served_key) {
+        if let Ok(role) = role.parse() {
+            view.state.record_fetch(client, &role, now);
+        }
+    }
+    let client_label = client.map_or(NO_CLIENT, ClientName::as_str);
+    view.metrics
+        .record_endpoint_request(label, Some(client_label), code.as_u16());
     response
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_random_and_long() {
-        let (a, b) = (new_token(), new_token());
-        assert_eq!(a.expose().len(), 64);
-        assert!(a.expose().chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn only_the_exact_token_matches() {
-        let t = Secret::new("abcdef");
-        assert!(token_matches(&t, Some("abcdef")));
-        for wrong in [
-            None,
-            Some(""),
-            Some("abcdeF"),
-            Some("abcde"),
-            Some("abcdefg"),
-            Some("abcdef\n"),
-        ] {
-            assert!(!token_matches(&t, wrong), "{wrong:?}");
-        }
-    }
+/// Logs one answer of the endpoint: who (`_none` without a valid token) asked for what, what it
+/// got, and the access key id served, never a secret. The role is as the client sent it, on one
+/// line and cut short.
+fn audit(client: Option<&ClientName>, role: Option<&str>, code: StatusCode, served: Option<&str>) {
+    let role: String = one_line(role.unwrap_or(UNKNOWN_ROLE))
+        .chars()
+        .take(MAX_LOGGED_ROLE)
+        .collect();
+    info!(
+        client = client.map_or(NO_CLIENT, ClientName::as_str),
+        role = %role,
+        code = code.as_u16(),
+        access_key_id = served,
+        "credentials endpoint request"
+    );
 }

@@ -10,9 +10,9 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::{json, not_found, respond, View};
-use crate::config::RoleName;
+use crate::config::{ClientName, RoleName};
 use crate::credentials::rfc3339;
-use crate::state::{ReloadStatus, RoleState};
+use crate::state::{ClientState, ReloadStatus, RoleState};
 
 /// The content type of the Prometheus text exposition.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -42,6 +42,7 @@ pub fn routes(view: View) -> impl Filter<Extract = (Response,), Error = Infallib
         let now = view.clock.now();
         let document = status(
             &view.state.snapshot(),
+            &view.state.clients(),
             view.state.reload().as_ref(),
             view.state.min_remaining(),
             now,
@@ -136,7 +137,7 @@ struct RoleStatus {
     next_refresh: Option<String>,
     consecutive_failures: u32,
     last_error: Option<ErrorStatus>,
-    write_errors: BTreeMap<&'static str, String>,
+    write_errors: BTreeMap<String, String>,
 }
 
 /// The last failed refresh of a role in `/status`.
@@ -175,9 +176,34 @@ impl RoleStatus {
     }
 }
 
+/// One client in `/status`: its directory, its roles, and when it last fetched each.
+#[derive(Serialize)]
+struct ClientStatus {
+    name: String,
+    directory: String,
+    roles: Vec<String>,
+    last_fetch: BTreeMap<String, String>,
+}
+
+impl ClientStatus {
+    fn new(name: &ClientName, client: &ClientState) -> Self {
+        ClientStatus {
+            name: name.to_string(),
+            directory: client.directory.display().to_string(),
+            roles: client.roles.iter().map(RoleName::to_string).collect(),
+            last_fetch: client
+                .last_fetch
+                .iter()
+                .map(|(role, at)| (role.to_string(), rfc3339(*at)))
+                .collect(),
+        }
+    }
+}
+
 /// The `/status` document.
 pub fn status(
     roles: &BTreeMap<RoleName, RoleState>,
+    clients: &BTreeMap<ClientName, ClientState>,
     reload: Option<&ReloadStatus>,
     min_remaining: Option<Duration>,
     now: SystemTime,
@@ -198,6 +224,10 @@ pub fn status(
         "version": env!("CARGO_PKG_VERSION"),
         "time": rfc3339(now),
         "roles": roles,
+        "clients": clients
+            .iter()
+            .map(|(name, client)| ClientStatus::new(name, client))
+            .collect::<Vec<_>>(),
         "last_reload": last_reload,
     })
 }

@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::config::{OutputsConfig, Owner, RoleConfig, RoleName};
+use crate::access::Issued;
+use crate::config::{ClientConfig, ClientName, OutputsConfig, Owner, RoleConfig, RoleName};
 use crate::credentials::Secret;
 use crate::state::State;
-use writer::Writer;
+use writer::{Place, Writer};
 
 /// The mode of an output directory rolerelay creates: the files in it hold credentials, so
 /// other users may not even list it; the group may, as `file_mode` lets it read them.
@@ -144,28 +145,35 @@ pub struct Prepared {
     pub failures: Vec<WriteFailure>,
 }
 
-/// Writes the outputs of every role.
+/// Writes the outputs of every role: in the output directory, and in each client's.
 #[derive(Debug)]
 pub struct Outputs {
-    /// The settings and the roles; the lock also serializes every write (held only on the
-    /// blocking pool, never across an `.await`).
+    /// The settings, the roles and the places; the lock also serializes every write (held only
+    /// on the blocking pool, never across an `.await`).
     writer: Mutex<Writer>,
     /// Counts publications; see `Writer::credentials_upto`.
     publications: AtomicU64,
 }
 
 impl Outputs {
-    /// Outputs for `roles` as `config` describes them; `region` goes into the config INI.
-    pub fn new(config: &OutputsConfig, region: &str, roles: &[RoleConfig]) -> Outputs {
+    /// Outputs for `roles` and `clients` as `config` describes them; `region` goes into the
+    /// config INI.
+    pub fn new(
+        config: &OutputsConfig,
+        region: &str,
+        roles: &[RoleConfig],
+        clients: &[ClientConfig],
+    ) -> Outputs {
+        let mut places = vec![Place::top(&config.directory)];
+        places.extend(clients.iter().map(Place::client));
         let writer = Writer {
             credentials_upto: 0,
             closed: false,
-            token: None,
-            token_failed: false,
-            config_failed: false,
             config: config.clone(),
             region: region.to_string(),
             roles: roles.iter().map(|r| r.name.clone()).collect(),
+            places,
+            token_file: None,
         };
         Outputs {
             writer: Mutex::new(writer),
@@ -189,7 +197,7 @@ impl Outputs {
             .expect("writing the outputs does not panic")
     }
 
-    /// Creates the directory if missing, removes temporary files a crash left and the files of
+    /// Creates each directory if missing, removes temporary files a crash left and the files of
     /// configured roles whose credentials expired meanwhile (an emptyDir outlives a container
     /// restart), and writes `config`. Valid files of an earlier run stay until replaced.
     ///
@@ -199,30 +207,28 @@ impl Outputs {
     /// roles' writes.
     pub fn blocking_prepare(&self, state: &State, now: SystemTime) -> io::Result<Prepared> {
         let mut writer = self.lock();
-        let dir = writer.dir().to_path_buf();
-        if !dir.is_dir() {
-            create_dir(&dir, writer.config.owner)?;
-        }
-        let (removed, left) = atomic::remove_stale_temp_files(&dir);
-        let mut prepared = Prepared {
-            removed,
-            left,
-            failures: Vec::new(),
-        };
-        for role in writer.roles.clone() {
-            let json = Output::ProcessJson
-                .file_name(role.as_str())
-                .map(|name| dir.join(name));
-            // Whatever is there, a link (dangling or not) included.
-            let present = json.is_some_and(|path| path.symlink_metadata().is_ok());
-            if present && process_json::read_current(&dir, &role, now).is_err() {
-                let failed = writer.remove_role_files(&role);
-                prepared.removed += usize::from(failed.is_empty());
-                let failed = failed.into_iter().map(|f| (f.path, f.error));
-                prepared.left.extend(failed);
+        let mut prepared = Prepared::default();
+        for index in 0..writer.places.len() {
+            let place = &writer.places[index];
+            prepare_dir(&place.dir, writer.config.owner)?;
+            let (removed, left) = atomic::remove_stale_temp_files(&place.dir);
+            prepared.removed += removed;
+            prepared.left.extend(left);
+            for role in writer.roles_of(place) {
+                let json = Output::ProcessJson
+                    .file_name(role.as_str())
+                    .map(|name| place.dir.join(name));
+                // Whatever is there, a link (dangling or not) included.
+                let present = json.is_some_and(|path| path.symlink_metadata().is_ok());
+                if present && process_json::read_current(&place.dir, &role, now).is_err() {
+                    let failed = writer.remove_role_files(place, &role);
+                    prepared.removed += usize::from(failed.is_empty());
+                    let failed = failed.into_iter().map(|f| (f.path, f.error));
+                    prepared.left.extend(failed);
+                }
             }
+            prepared.failures.extend(writer.write_config(state, index));
         }
-        prepared.failures.extend(writer.write_config(state));
         Ok(prepared)
     }
 
@@ -239,7 +245,7 @@ impl Outputs {
         // Numbered after the caller put the credentials in the state, before taking the lock.
         let number = self.publications.fetch_add(1, Ordering::SeqCst) + 1;
         let mut writer = self.lock();
-        let mut failures = writer.write_role_files(state, role, now);
+        let mut failures = writer.write_role_everywhere(state, role, now);
         if writer.credentials_upto < number {
             failures.extend(writer.write_credentials_upto(state, now, &self.publications));
         }
@@ -259,9 +265,9 @@ impl Outputs {
             .await
     }
 
-    /// Removes `role`'s own files and its `credentials` section (its credentials expired).
+    /// Removes `role`'s own files and its `credentials` sections (its credentials expired).
     ///
-    /// The shared file goes first, so once `<role>.json` is gone, `credentials` is too.
+    /// The shared files go first, so once `<role>.json` is gone, `credentials` is too.
     pub fn blocking_withdraw(
         &self,
         state: &State,
@@ -269,9 +275,8 @@ impl Outputs {
         now: SystemTime,
     ) -> Vec<WriteFailure> {
         let writer = self.lock();
-        let mut failures: Vec<WriteFailure> =
-            writer.write_credentials(state, now).into_iter().collect();
-        failures.extend(writer.remove_role_files(role));
+        let mut failures = writer.write_all_credentials(state, now);
+        failures.extend(writer.remove_role_everywhere(role));
         failures
     }
 
@@ -287,27 +292,58 @@ impl Outputs {
             .await
     }
 
-    /// Sets the configured roles (after a reload) and rewrites `config`; `credentials` is
-    /// rewritten without the roles no longer configured, and then their own files are removed
-    /// (as in `withdraw`: once `<role>.json` is gone, so are the role's sections).
-    pub fn blocking_set_roles(
+    /// Sets the configured roles and clients (after a reload), with the tokens now issued
+    /// (none: the endpoint is off). Every directory's `config` and `credentials` are rewritten
+    /// for its roles now, then the files of what left a directory are removed (as in `withdraw`:
+    /// once `<role>.json` is gone, so are the role's sections): the files of roles no longer
+    /// there, and all the files of a client that is gone. A new client's directory is created
+    /// and gets its files and its token; a kept client's token stays.
+    pub fn blocking_set_layout(
         &self,
-        roles: &[RoleConfig],
+        layout: &Layout,
         state: &State,
         now: SystemTime,
     ) -> Vec<WriteFailure> {
         let mut writer = self.lock();
-        let names: Vec<RoleName> = roles.iter().map(|r| r.name.clone()).collect();
-        let gone: Vec<RoleName> = writer
-            .roles
-            .iter()
-            .filter(|r| !names.contains(r))
-            .cloned()
-            .collect();
-        writer.roles = names;
-        let mut failures: Vec<WriteFailure> = writer.write_config(state).into_iter().collect();
-        failures.extend(writer.write_credentials(state, now));
-        failures.extend(gone.iter().flat_map(|r| writer.remove_role_files(r)));
+        let old_roles: Vec<Vec<RoleName>> =
+            writer.places.iter().map(|p| writer.roles_of(p)).collect();
+        let mut places = vec![Place::top(&writer.config.directory)];
+        places.extend(layout.clients.iter().map(Place::client));
+        let old_places = std::mem::replace(&mut writer.places, places);
+        writer.roles = layout.roles.iter().map(|r| r.name.clone()).collect();
+        let mut failures = Vec::new();
+        for place in &mut writer.places {
+            place.token = issued_to(layout.tokens.as_deref(), place.client.as_ref());
+        }
+        for index in 0..writer.places.len() {
+            let place = &writer.places[index];
+            if !old_places.iter().any(|old| old.same(place)) {
+                if let Err(error) = prepare_dir(&place.dir, writer.config.owner) {
+                    failures.push(WriteFailure {
+                        output: Output::Config,
+                        path: place.dir.clone(),
+                        removing: false,
+                        error,
+                    });
+                }
+            }
+            failures.extend(writer.write_config(state, index));
+            let place = &writer.places[index];
+            failures.extend(writer.write_credentials(state, place, now));
+            for role in writer.roles_of(place) {
+                failures.extend(writer.write_role_files(state, place, &role, now));
+            }
+            let kept_token = old_places
+                .iter()
+                .find(|old| old.same(place))
+                .is_some_and(|old| old.token == place.token && !old.token_failed);
+            if !kept_token {
+                failures.extend(writer.write_token(state, index));
+            }
+        }
+        for (old, roles) in old_places.iter().zip(&old_roles) {
+            failures.extend(writer.remove_left(state, old, roles));
+        }
         failures
     }
 
@@ -338,32 +374,29 @@ impl Outputs {
         .collect();
         for role in &writer.roles {
             state.update(role, |s| {
-                s.write_errors.retain(|output, _| !off.contains(output))
+                s.write_errors
+                    .retain(|key, _| !off.contains(&writer::key_output(key)))
             });
         }
-        failures.extend(writer.write_config(state));
+        failures.extend(writer.write_all_configs(state));
         for role in writer.roles.clone() {
-            failures.extend(writer.write_role_files(state, &role, now));
+            failures.extend(writer.write_role_everywhere(state, &role, now));
         }
-        failures.extend(writer.write_credentials(state, now));
-        if let Some(result) = writer
-            .token
-            .as_ref()
-            .map(|(name, token)| writer.write(Output::Token, name, token.expose()))
-        {
-            failures.extend(writer.token_outcome(state, result));
+        failures.extend(writer.write_all_credentials(state, now));
+        for index in 0..writer.places.len() {
+            failures.extend(writer.write_token(state, index));
         }
         failures
     }
 
     /// Applies a reload in one go on the blocking pool: withdraws `replaced` roles (their
-    /// settings changed, so their old credentials may be another role's now), sets `roles`, and
-    /// with `settings` (when the outputs or the region changed) rewrites every file.
+    /// settings changed, so their old credentials may be another role's now), sets the layout,
+    /// and with `settings` (when the outputs or the region changed) rewrites every file.
     pub async fn apply_reload(
         self: &Arc<Self>,
         state: &State,
         replaced: Vec<RoleName>,
-        roles: Vec<RoleConfig>,
+        layout: Layout,
         settings: Option<(OutputsConfig, String)>,
         now: SystemTime,
     ) -> Vec<WriteFailure> {
@@ -373,7 +406,7 @@ impl Outputs {
             for name in &replaced {
                 failures.extend(outputs.blocking_withdraw(&state, name, now));
             }
-            failures.extend(outputs.blocking_set_roles(&roles, &state, now));
+            failures.extend(outputs.blocking_set_layout(&layout, &state, now));
             if let Some((config, region)) = &settings {
                 failures.extend(outputs.blocking_reconfigure(config, region, &state, now));
             }
@@ -388,22 +421,10 @@ impl Outputs {
     pub fn blocking_remove_all(&self) -> Result<(), WriteFailure> {
         let mut writer = self.lock();
         writer.closed = true;
-        let config = &writer.config;
-        let shared = [
-            (Output::Credentials, config.credentials_file.clone()),
-            (Output::Config, config.config_file.clone()),
-            (
-                Output::Token,
-                writer.token.as_ref().map(|(name, _)| name.clone()),
-            ),
-        ];
-        let per_role = writer.roles.iter().flat_map(|role| {
-            Output::PER_ROLE.map(|output| (output, output.file_name(role.as_str())))
-        });
         let mut first_error = None;
-        for (output, name) in shared.into_iter().chain(per_role) {
-            let Some(name) = name else { continue };
-            if let Err(e) = writer.remove(output, &name) {
+        for place in &writer.places {
+            let roles = writer.roles_of(place);
+            if let Some(e) = writer.remove_place(place, &roles).into_iter().next() {
                 first_error.get_or_insert(e);
             }
         }
@@ -415,37 +436,68 @@ impl Outputs {
         self.in_background(Outputs::blocking_remove_all).await
     }
 
-    /// Writes the endpoint's token file (without a trailing newline: SDKs send it verbatim), and
-    /// keeps it to rewrite after a reload and to remove at exit. A failed write is every role's
-    /// write error (the endpoint needs it for all of them), removes an earlier run's token file,
-    /// and is retried with the roles' writes.
-    pub fn blocking_write_token(
+    /// Writes the endpoint's token files, named `name`, one in each directory that `tokens`
+    /// gives one to (without a trailing newline: SDKs send it verbatim), and keeps them to
+    /// rewrite after a reload and to remove at exit. A failed write is every one of the
+    /// directory's roles' write error (the endpoint needs it for all of them), removes an
+    /// earlier run's token file, and is retried with the roles' writes.
+    pub fn blocking_write_tokens(
         &self,
         state: &State,
         name: &str,
-        token: &Secret,
-    ) -> Option<WriteFailure> {
+        tokens: &Issued,
+    ) -> Vec<WriteFailure> {
         let mut writer = self.lock();
-        writer.token = Some((name.to_string(), token.clone()));
-        let result = writer.write(Output::Token, name, token.expose());
-        if result.is_err() {
-            // What is there is an earlier run's token, which the endpoint refuses: none is
-            // better (removing takes no space). Best effort: a directory there stays.
-            let _ = writer.remove(Output::Token, name);
+        writer.token_file = Some(name.to_string());
+        for place in &mut writer.places {
+            place.token = issued_to(Some(tokens), place.client.as_ref());
         }
-        writer.token_outcome(state, result)
+        (0..writer.places.len())
+            .filter_map(|index| writer.write_token(state, index))
+            .collect()
     }
 
-    /// [`Outputs::blocking_write_token`] on the blocking pool.
-    pub async fn write_token(
+    /// [`Outputs::blocking_write_tokens`] on the blocking pool.
+    pub async fn write_tokens(
         self: &Arc<Self>,
         state: &State,
         name: &str,
-        token: &Secret,
-    ) -> Option<WriteFailure> {
-        let (state, name, token) = (state.clone(), name.to_string(), token.clone());
-        self.in_background(move |outputs| outputs.blocking_write_token(&state, &name, &token))
+        tokens: Issued,
+    ) -> Vec<WriteFailure> {
+        let (state, name) = (state.clone(), name.to_string());
+        self.in_background(move |outputs| outputs.blocking_write_tokens(&state, &name, &tokens))
             .await
+    }
+}
+
+/// The roles and clients of a reloaded configuration, with the tokens issued for it (none
+/// while the endpoint is off).
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Every configured role.
+    pub roles: Vec<RoleConfig>,
+    /// The clients, each with its directory and roles.
+    pub clients: Vec<ClientConfig>,
+    /// The token of each directory that has one.
+    pub tokens: Option<Issued>,
+}
+
+/// The token `tokens` gives the directory of `client` (none: the top level).
+fn issued_to(
+    tokens: Option<&[(Option<ClientName>, Secret)]>,
+    client: Option<&ClientName>,
+) -> Option<Secret> {
+    tokens?
+        .iter()
+        .find(|(c, _)| c.as_ref() == client)
+        .map(|(_, token)| token.clone())
+}
+
+/// Creates `dir` if it is missing (see [`create_dir`]).
+fn prepare_dir(dir: &Path, owner: Option<Owner>) -> io::Result<()> {
+    match dir.is_dir() {
+        true => Ok(()),
+        false => create_dir(dir, owner),
     }
 }
 

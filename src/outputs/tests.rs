@@ -167,7 +167,7 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
     let dir = tmp.path().join("new/dir");
     let roles = [role("a"), role("b")];
     let state = State::new(&roles, None);
-    let outputs = Outputs::new(&config(&dir), "us-east-1", &roles);
+    let outputs = Outputs::new(&config(&dir), "us-east-1", &roles, &[]);
     outputs
         .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
         .unwrap();
@@ -213,7 +213,7 @@ fn a_failed_write_is_reported_and_remembered() {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a")];
     let state = State::new(&roles, None);
-    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[]);
     outputs
         .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
         .unwrap();
@@ -247,7 +247,7 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     let roles = [role("a"), role("b")];
     let state = State::new(&roles, None);
     let before = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
-    let earlier = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let earlier = Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[]);
     earlier.blocking_prepare(&state, before).unwrap();
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
     assert!(earlier
@@ -256,7 +256,7 @@ fn prepare_removes_expired_files_of_an_earlier_run_and_keeps_valid_ones() {
     std::fs::write(tmp.path().join("b.json"), "torn").unwrap();
     std::fs::write(tmp.path().join("unrelated.json"), "{}").unwrap();
 
-    let restarted = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let restarted = Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[]);
     assert_eq!(
         restarted
             .blocking_prepare(&State::new(&roles, None), before)
@@ -289,10 +289,19 @@ fn one_role() -> (tempfile::TempDir, State, Outputs, SystemTime) {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a")];
     let state = State::new(&roles, None);
-    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[]);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     outputs.blocking_prepare(&state, now).unwrap();
     (tmp, state, outputs, now)
+}
+
+/// Writes the top level's token, `t0ken`; the first failure, if any.
+fn write_token(outputs: &Outputs, state: &State) -> Option<WriteFailure> {
+    let tokens = vec![(None, Secret::new("t0ken"))];
+    outputs
+        .blocking_write_tokens(state, "token", &tokens)
+        .into_iter()
+        .next()
 }
 
 #[test]
@@ -300,9 +309,7 @@ fn nothing_is_written_after_remove_all() {
     let (tmp, state, outputs, now) = one_role();
     state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
     assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
-    assert!(outputs
-        .blocking_write_token(&state, "token", &Secret::new("t0ken"))
-        .is_none());
+    assert!(write_token(&outputs, &state).is_none());
     assert_eq!(
         std::fs::read(tmp.path().join("token")).unwrap(),
         b"t0ken",
@@ -320,7 +327,7 @@ fn turning_an_output_off_forgets_its_last_error() {
     state.update(&name("a"), |s| {
         s.credentials = Some(Arc::new(creds('A')));
         s.write_errors
-            .insert(Output::EnvFile.label(), "disk full".into());
+            .insert(Output::EnvFile.label().into(), "disk full".into());
     });
     let off = OutputsConfig {
         env_file: false,
@@ -337,11 +344,9 @@ fn a_token_file_that_cannot_be_written_is_every_roles_error_until_it_is() {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a"), role("b")];
     let state = State::new(&roles, None);
-    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[]);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
-    assert!(outputs
-        .blocking_write_token(&state, "token", &Secret::new("t0ken"))
-        .is_none());
+    assert!(write_token(&outputs, &state).is_none());
     let token_error = |role: &str| {
         state
             .get(&name(role))
@@ -377,7 +382,7 @@ fn prepare_removes_what_is_planted_at_a_roles_json_and_reports_what_it_cannot() 
     std::os::unix::fs::symlink("/dev/zero", tmp.path().join("b.json")).unwrap();
     std::fs::create_dir_all(tmp.path().join("c.json/inner")).unwrap();
     let state = State::new(&roles, None);
-    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[]);
     let prepared = outputs
         .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
         .unwrap();
@@ -401,7 +406,7 @@ fn a_config_that_cannot_be_written_at_start_is_every_roles_error_retried_with_th
     std::fs::create_dir_all(tmp.path().join("config/inner")).unwrap();
     let roles = [role("a"), role("b")];
     let state = State::new(&roles, None);
-    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[]);
     let prepared = outputs
         .blocking_prepare(&state, SystemTime::UNIX_EPOCH)
         .unwrap();
@@ -436,7 +441,7 @@ fn a_config_that_cannot_be_written_at_start_is_every_roles_error_retried_with_th
 fn a_token_that_cannot_be_written_at_start_is_kept_and_written_later() {
     let (tmp, state, outputs, now) = one_role();
     std::fs::create_dir_all(tmp.path().join("token/inner")).unwrap();
-    let failure = outputs.blocking_write_token(&state, "token", &Secret::new("t0ken"));
+    let failure = write_token(&outputs, &state);
     assert!(tmp.path().join("token/inner").is_dir(), "left in place");
     assert_eq!(failure.map(|f| f.output), Some(Output::Token));
     assert!(state
@@ -465,7 +470,7 @@ fn a_created_directory_stays_ours_and_gives_the_owner_only_its_group() {
         }),
         ..config(&dir)
     };
-    let outputs = Outputs::new(&with_owner, "us-east-1", &roles);
+    let outputs = Outputs::new(&with_owner, "us-east-1", &roles, &[]);
     let state = State::new(&roles, None);
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };

@@ -1,15 +1,87 @@
 //! The work behind the outputs' lock: rendering each file from the state and writing or
-//! removing it, and keeping each outcome in the role's state.
+//! removing it in each directory, and keeping each outcome in the role's state.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::{atomic, env, ini, process_json, Output, WriteFailure};
-use crate::config::{OutputsConfig, RoleName};
+use crate::config::{ClientConfig, ClientName, OutputsConfig, RoleName};
 use crate::credentials::Secret;
 use crate::state::State;
+
+/// One directory the outputs go to: the top level (every role), or a client's (its roles).
+#[derive(Debug)]
+pub(super) struct Place {
+    /// The client; none for the top level.
+    pub(super) client: Option<ClientName>,
+    pub(super) dir: PathBuf,
+    /// A client's `{dir}` in its `config`; the top level's comes from the settings.
+    pub(super) app_dir: PathBuf,
+    /// A client's roles, in its order; none: every configured role.
+    pub(super) roles: Option<Vec<RoleName>>,
+    /// The endpoint token written here, once issued: rewritten when the mode or group change,
+    /// removed at exit.
+    pub(super) token: Option<Secret>,
+    /// The last write of the token file failed (and the place's roles record it).
+    pub(super) token_failed: bool,
+    /// The last write of `config` failed (and the place's roles record it).
+    pub(super) config_failed: bool,
+}
+
+impl Place {
+    /// The top level, `directory`.
+    pub(super) fn top(directory: &Path) -> Place {
+        Place::new(None, directory.to_path_buf(), PathBuf::new(), None)
+    }
+
+    /// A client's directory.
+    pub(super) fn client(client: &ClientConfig) -> Place {
+        Place::new(
+            Some(client.name.clone()),
+            client.directory.clone(),
+            client.app_dir().to_path_buf(),
+            Some(client.roles.clone()),
+        )
+    }
+
+    fn new(
+        client: Option<ClientName>,
+        dir: PathBuf,
+        app_dir: PathBuf,
+        roles: Option<Vec<RoleName>>,
+    ) -> Place {
+        Place {
+            client,
+            dir,
+            app_dir,
+            roles,
+            token: None,
+            token_failed: false,
+            config_failed: false,
+        }
+    }
+
+    /// Whether `role`'s files go here.
+    pub(super) fn has(&self, role: &RoleName) -> bool {
+        self.roles.as_ref().is_none_or(|roles| roles.contains(role))
+    }
+
+    /// Whether `other` is this place (the same client and directory): what it holds stays.
+    pub(super) fn same(&self, other: &Place) -> bool {
+        self.client == other.client && self.dir == other.dir
+    }
+
+    /// The key of this place's `output` in a role's `write_errors`: the output's label at the
+    /// top level, `<client>/<label>` in a client's directory.
+    pub(super) fn key(&self, output: Output) -> String {
+        match &self.client {
+            None => output.label().to_string(),
+            Some(client) => format!("{client}/{}", output.label()),
+        }
+    }
+}
 
 /// What the writes need to know, behind the outputs' lock.
 #[derive(Debug)]
@@ -21,31 +93,43 @@ pub(super) struct Writer {
     pub(super) credentials_upto: u64,
     /// Set by `remove_all` at shutdown: a write still in flight must not bring the files back.
     pub(super) closed: bool,
-    /// The endpoint's token file, once written: rewritten when the mode or group change.
-    pub(super) token: Option<(String, Secret)>,
-    /// The last write of the token file failed (and every role records it).
-    pub(super) token_failed: bool,
-    /// The last write of `config` failed (and every role records it).
-    pub(super) config_failed: bool,
     pub(super) config: OutputsConfig,
     /// Goes into the config INI.
     pub(super) region: String,
     /// The configured roles, in order.
     pub(super) roles: Vec<RoleName>,
+    /// The top level first, then each client's directory.
+    pub(super) places: Vec<Place>,
+    /// The token file's name, once tokens are issued (`credentials_endpoint.token_file`).
+    pub(super) token_file: Option<String>,
 }
 
 impl Writer {
-    pub(super) fn dir(&self) -> &Path {
-        &self.config.directory
+    /// The roles whose files go to `place`, in its order.
+    pub(super) fn roles_of(&self, place: &Place) -> Vec<RoleName> {
+        match &place.roles {
+            None => self.roles.clone(),
+            Some(roles) => roles
+                .iter()
+                .filter(|r| self.roles.contains(r))
+                .cloned()
+                .collect(),
+        }
     }
 
-    pub(super) fn write(&self, output: Output, name: &str, body: &str) -> Result<(), WriteFailure> {
+    pub(super) fn write(
+        &self,
+        place: &Place,
+        output: Output,
+        name: &str,
+        body: &str,
+    ) -> Result<(), WriteFailure> {
         if self.closed {
             return Ok(());
         }
         let config = &self.config;
         atomic::write(
-            self.dir(),
+            &place.dir,
             name,
             body.as_bytes(),
             config.file_mode.0,
@@ -53,25 +137,31 @@ impl Writer {
         )
         .map_err(|error| WriteFailure {
             output,
-            path: self.dir().join(name),
+            path: place.dir.join(name),
             removing: false,
             error,
         })
     }
 
-    pub(super) fn remove(&self, output: Output, name: &str) -> Result<(), WriteFailure> {
-        atomic::remove(self.dir(), name).map_err(|error| WriteFailure {
+    pub(super) fn remove(
+        &self,
+        place: &Place,
+        output: Output,
+        name: &str,
+    ) -> Result<(), WriteFailure> {
+        atomic::remove(&place.dir, name).map_err(|error| WriteFailure {
             output,
-            path: self.dir().join(name),
+            path: place.dir.join(name),
             removing: true,
             error,
         })
     }
 
-    /// Writes `<role>.json` and `<role>.env` from the role's valid credentials.
+    /// Writes `<role>.json` and `<role>.env` in `place` from the role's valid credentials.
     pub(super) fn write_role_files(
         &self,
         state: &State,
+        place: &Place,
         role: &RoleName,
         now: SystemTime,
     ) -> Vec<WriteFailure> {
@@ -93,154 +183,322 @@ impl Writer {
                 Output::ProcessJson => process_json::render(&creds),
                 _ => env::render(&creds),
             };
-            let result = self.write(output, &name, &body);
-            record(state, role, output, result.as_ref().err());
+            let result = self.write(place, output, &name, &body);
+            record(state, role, place.key(output), result.as_ref().err());
             failures.extend(result.err());
         }
         failures
     }
 
-    /// Rewrites `credentials` and remembers which publications it covers.
+    /// Writes `role`'s own files in every place it goes to.
+    pub(super) fn write_role_everywhere(
+        &self,
+        state: &State,
+        role: &RoleName,
+        now: SystemTime,
+    ) -> Vec<WriteFailure> {
+        self.places
+            .iter()
+            .filter(|place| place.has(role))
+            .flat_map(|place| self.write_role_files(state, place, role, now))
+            .collect()
+    }
+
+    /// Rewrites every place's `credentials` and remembers which publications they cover.
     pub(super) fn write_credentials_upto(
         &mut self,
         state: &State,
         now: SystemTime,
         publications: &AtomicU64,
-    ) -> Option<WriteFailure> {
+    ) -> Vec<WriteFailure> {
         let covered = publications.load(Ordering::SeqCst);
-        let failure = self.write_credentials(state, now);
-        if failure.is_none() {
+        let failures = self.write_all_credentials(state, now);
+        if failures.is_empty() {
             self.credentials_upto = covered;
         }
-        failure
+        failures
     }
 
-    /// Removes `<role>.env`, then `<role>.json`: once the JSON is gone, nothing of the role is left.
-    pub(super) fn remove_role_files(&self, role: &RoleName) -> Vec<WriteFailure> {
+    /// Removes `<role>.env`, then `<role>.json` from `place`: once the JSON is gone, nothing of
+    /// the role is left there.
+    pub(super) fn remove_role_files(&self, place: &Place, role: &RoleName) -> Vec<WriteFailure> {
         [Output::EnvFile, Output::ProcessJson]
             .into_iter()
             .filter_map(|output| {
                 let name = output.file_name(role.as_str())?;
-                self.remove(output, &name).err()
+                self.remove(place, output, &name).err()
             })
             .collect()
     }
 
+    /// Removes `role`'s own files from every place it goes to.
+    pub(super) fn remove_role_everywhere(&self, role: &RoleName) -> Vec<WriteFailure> {
+        self.places
+            .iter()
+            .filter(|place| place.has(role))
+            .flat_map(|place| self.remove_role_files(place, role))
+            .collect()
+    }
+
     /// Removes the files of outputs that `old` wrote and the current settings no longer do
-    /// (turned off, or renamed).
+    /// (turned off, or renamed), in every place.
     pub(super) fn remove_dropped_files(&self, old: &OutputsConfig) -> Vec<WriteFailure> {
         let mut failures = Vec::new();
-        for (output, before, after) in [
-            (
-                Output::Credentials,
-                &old.credentials_file,
-                &self.config.credentials_file,
-            ),
-            (Output::Config, &old.config_file, &self.config.config_file),
-        ] {
-            if let Some(name) = before.as_ref().filter(|b| Some(*b) != after.as_ref()) {
-                failures.extend(self.remove(output, name).err());
+        for place in &self.places {
+            for (output, before, after) in [
+                (
+                    Output::Credentials,
+                    &old.credentials_file,
+                    &self.config.credentials_file,
+                ),
+                (Output::Config, &old.config_file, &self.config.config_file),
+            ] {
+                if let Some(name) = before.as_ref().filter(|b| Some(*b) != after.as_ref()) {
+                    failures.extend(self.remove(place, output, name).err());
+                }
             }
-        }
-        for role in &self.roles {
-            for output in Output::PER_ROLE {
-                if output.enabled(old) && !output.enabled(&self.config) {
-                    let name = output.file_name(role.as_str()).expect("a per-role output");
-                    failures.extend(self.remove(output, &name).err());
+            for role in self.roles_of(place) {
+                for output in Output::PER_ROLE {
+                    if output.enabled(old) && !output.enabled(&self.config) {
+                        let name = output.file_name(role.as_str()).expect("a per-role output");
+                        failures.extend(self.remove(place, output, &name).err());
+                    }
                 }
             }
         }
         failures
     }
 
-    /// Rewrites `config` and the token file if someone deleted them or their last write failed;
-    /// they change only at a start or a reload, so the next publication is when they come back.
-    pub(super) fn restore_shared(&mut self, state: &State) -> Vec<WriteFailure> {
-        let dir = self.dir().to_path_buf();
-        let missing = |name: &str| !dir.join(name).exists();
+    /// Removes every file of `place` (a client that is gone, or moved): `credentials` first, so
+    /// that once a role's JSON is gone, its section is too; the token last.
+    pub(super) fn remove_place(&self, place: &Place, roles: &[RoleName]) -> Vec<WriteFailure> {
         let mut failures = Vec::new();
-        if self.config_failed || self.config.config_file.as_deref().is_some_and(missing) {
-            failures.extend(self.write_config(state));
+        let config = &self.config;
+        if let Some(name) = &config.credentials_file {
+            failures.extend(self.remove(place, Output::Credentials, name).err());
         }
-        let token = match &self.token {
-            Some((name, token)) if self.token_failed || missing(name) => {
-                Some(self.write(Output::Token, name, token.expose()))
-            }
-            Some(_) => Some(Ok(())),
-            None => None,
-        };
-        if let Some(result) = token {
-            failures.extend(self.token_outcome(state, result));
+        for role in roles {
+            failures.extend(self.remove_role_files(place, role));
+        }
+        if let Some(name) = &config.config_file {
+            failures.extend(self.remove(place, Output::Config, name).err());
+        }
+        if let (Some(name), Some(_)) = (&self.token_file, &place.token) {
+            failures.extend(self.remove(place, Output::Token, name).err());
         }
         failures
     }
 
-    /// Records a write of the token file: a failure is every role's (the endpoint needs it for
-    /// all of them), and so is the success that ends it.
+    /// Removes from `old` (a place before a reload, which held `roles`) what is no longer
+    /// there: everything when the place is gone (a client removed or moved), else the files of
+    /// the roles it lost and a token it no longer has. Their write errors go with them.
+    pub(super) fn remove_left(
+        &self,
+        state: &State,
+        old: &Place,
+        roles: &[RoleName],
+    ) -> Vec<WriteFailure> {
+        let Some(now) = self.places.iter().find(|place| place.same(old)) else {
+            for role in roles {
+                forget_errors(state, role, old.client.as_ref());
+            }
+            return self.remove_place(old, roles);
+        };
+        let kept = self.roles_of(now);
+        let mut failures = Vec::new();
+        for role in roles.iter().filter(|role| !kept.contains(role)) {
+            forget_errors(state, role, old.client.as_ref());
+            failures.extend(self.remove_role_files(old, role));
+        }
+        if let (Some(name), Some(_), None) = (&self.token_file, &old.token, &now.token) {
+            failures.extend(self.remove(old, Output::Token, name).err());
+        }
+        failures
+    }
+
+    /// Rewrites `config` and the token file of each place if someone deleted them or their last
+    /// write failed; they change only at a start or a reload, so the next publication is when
+    /// they come back.
+    pub(super) fn restore_shared(&mut self, state: &State) -> Vec<WriteFailure> {
+        let mut failures = Vec::new();
+        for index in 0..self.places.len() {
+            let place = &self.places[index];
+            let missing = |name: &str| !place.dir.join(name).exists();
+            if place.config_failed || self.config.config_file.as_deref().is_some_and(missing) {
+                failures.extend(self.write_config(state, index));
+            }
+            let place = &self.places[index];
+            let missing = |name: &str| !place.dir.join(name).exists();
+            let token = match (&place.token, &self.token_file) {
+                (Some(token), Some(name)) if place.token_failed || missing(name) => {
+                    Some(self.write(place, Output::Token, name, token.expose()))
+                }
+                (Some(_), Some(_)) => Some(Ok(())),
+                _ => None,
+            };
+            if let Some(result) = token {
+                failures.extend(self.token_outcome(state, index, result));
+            }
+        }
+        failures
+    }
+
+    /// Writes the token file of the place at `index`, if it has a token.
+    pub(super) fn write_token(&mut self, state: &State, index: usize) -> Option<WriteFailure> {
+        let place = &self.places[index];
+        let (Some(token), Some(name)) = (&place.token, &self.token_file) else {
+            return None;
+        };
+        let result = self.write(place, Output::Token, name, token.expose());
+        if result.is_err() {
+            // What is there is an earlier token, which the endpoint refuses: none is better
+            // (removing takes no space). Best effort: a directory there stays.
+            let _ = self.remove(place, Output::Token, name);
+        }
+        self.token_outcome(state, index, result)
+    }
+
+    /// Records a write of the token file of the place at `index`: a failure is every one of
+    /// its roles' (the endpoint needs it for all of them), and so is the success that ends it.
     pub(super) fn token_outcome(
         &mut self,
         state: &State,
+        index: usize,
         result: Result<(), WriteFailure>,
     ) -> Option<WriteFailure> {
-        if result.is_err() || self.token_failed {
-            for role in &self.roles {
-                record(state, role, Output::Token, result.as_ref().err());
+        let place = &self.places[index];
+        if result.is_err() || place.token_failed {
+            for role in self.roles_of(place) {
+                record(
+                    state,
+                    &role,
+                    place.key(Output::Token),
+                    result.as_ref().err(),
+                );
             }
         }
-        self.token_failed = result.is_err();
+        self.places[index].token_failed = result.is_err();
         result.err()
     }
 
-    /// Rewrites `config` for the configured roles, recording the result for each.
-    pub(super) fn write_config(&mut self, state: &State) -> Option<WriteFailure> {
+    /// Rewrites `config` of the place at `index` for its roles, recording the result for each.
+    pub(super) fn write_config(&mut self, state: &State, index: usize) -> Option<WriteFailure> {
+        let place = &self.places[index];
         let Some(name) = self.config.config_file.as_ref() else {
-            self.config_failed = false;
+            self.places[index].config_failed = false;
             return None;
         };
         let config = &self.config;
+        let roles = self.roles_of(place);
+        let app_dir = match place.client {
+            None => config.app_dir(),
+            Some(_) => &place.app_dir,
+        };
+        let default_role = config.default_role.as_ref().filter(|r| roles.contains(r));
         let body = ini::render_config(
-            &self.roles,
+            &roles,
             &config.process_command,
-            config.app_dir(),
+            app_dir,
             &self.region,
-            config.default_role.as_ref(),
+            default_role,
         );
-        let result = self.write(Output::Config, name, &body);
-        for role in &self.roles {
-            record(state, role, Output::Config, result.as_ref().err());
+        let result = self.write(place, Output::Config, name, &body);
+        for role in &roles {
+            record(
+                state,
+                role,
+                place.key(Output::Config),
+                result.as_ref().err(),
+            );
         }
-        self.config_failed = result.is_err();
+        self.places[index].config_failed = result.is_err();
         result.err()
     }
 
-    /// Rewrites `credentials` from every role's valid credentials.
-    pub(super) fn write_credentials(&self, state: &State, now: SystemTime) -> Option<WriteFailure> {
+    /// Rewrites every place's `config`.
+    pub(super) fn write_all_configs(&mut self, state: &State) -> Vec<WriteFailure> {
+        (0..self.places.len())
+            .filter_map(|index| self.write_config(state, index))
+            .collect()
+    }
+
+    /// Rewrites `credentials` of `place` from its roles' valid credentials.
+    pub(super) fn write_credentials(
+        &self,
+        state: &State,
+        place: &Place,
+        now: SystemTime,
+    ) -> Option<WriteFailure> {
         let name = self.config.credentials_file.as_ref()?;
+        let roles = self.roles_of(place);
         let creds: BTreeMap<_, _> = state
             .valid_credentials(now)
             .into_iter()
-            .filter(|(name, _)| self.roles.contains(name))
+            .filter(|(name, _)| roles.contains(name))
             .collect();
+        let default_role = self
+            .config
+            .default_role
+            .as_ref()
+            .filter(|r| roles.contains(r));
         let result = self.write(
+            place,
             Output::Credentials,
             name,
-            &ini::render_credentials(&creds, self.config.default_role.as_ref()),
+            &ini::render_credentials(&creds, default_role),
         );
         for role in creds.keys() {
-            record(state, role, Output::Credentials, result.as_ref().err());
+            record(
+                state,
+                role,
+                place.key(Output::Credentials),
+                result.as_ref().err(),
+            );
         }
         result.err()
     }
+
+    /// Rewrites every place's `credentials`.
+    pub(super) fn write_all_credentials(
+        &self,
+        state: &State,
+        now: SystemTime,
+    ) -> Vec<WriteFailure> {
+        self.places
+            .iter()
+            .filter_map(|place| self.write_credentials(state, place, now))
+            .collect()
+    }
 }
 
-/// Keeps the outcome of a write in the role's state: the failure until a later write succeeds.
-fn record(state: &State, role: &RoleName, output: Output, failure: Option<&WriteFailure>) {
+/// Keeps the outcome of a write in the role's state under `key`: the failure until a later
+/// write succeeds.
+fn record(state: &State, role: &RoleName, key: String, failure: Option<&WriteFailure>) {
     state.update(role, |s| match failure {
         Some(failure) => {
-            s.write_errors.insert(output.label(), failure.to_string());
+            s.write_errors.insert(key, failure.to_string());
         }
         None => {
-            s.write_errors.remove(output.label());
+            s.write_errors.remove(&key);
         }
     });
+}
+
+/// Forgets `role`'s write errors of the outputs of `client`'s directory (none: the top level's),
+/// which it no longer has there.
+pub(super) fn forget_errors(state: &State, role: &RoleName, client: Option<&ClientName>) {
+    state.update(role, |s| {
+        s.write_errors
+            .retain(|key, _| key_client(key) != client.map(ClientName::as_str))
+    });
+}
+
+/// The client of a `write_errors` key (see [`Place::key`]); none at the top level.
+pub(super) fn key_client(key: &str) -> Option<&str> {
+    key.split_once('/').map(|(client, _)| client)
+}
+
+/// The output label of a `write_errors` key.
+pub(super) fn key_output(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
 }

@@ -5,6 +5,7 @@
 //! The sections are methods of [`Resolver`]; `roles` and `outputs`, the two with cross-field
 //! checks, have a file each.
 
+mod clients;
 mod outputs;
 mod roles;
 
@@ -183,6 +184,7 @@ impl Resolver<'_> {
         let outputs = self.outputs(&file.outputs, &roles)?;
         let server = self.server(&file.server)?;
         let credentials_endpoint = self.endpoint(&file.credentials_endpoint)?;
+        let clients = self.clients(&file.clients, &roles, &outputs, &credentials_endpoint)?;
         let logging = self.logging(&file.logging)?;
         let config = Config {
             sts,
@@ -190,6 +192,7 @@ impl Resolver<'_> {
             refresh,
             roles,
             outputs,
+            clients,
             server,
             credentials_endpoint,
             logging,
