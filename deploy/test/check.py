@@ -332,24 +332,24 @@ def clients_pod(resources, binary, account, metrics_port):
     for name, client in clients.items():
         volume = sidecar_mounts.get(client["directory"])
         check(volume is not None and volume != top and volumes[volume].get("emptyDir", {}).get("medium") == "Memory",
-              f"{p}rolerelay mounts an in-memory emptyDir of its own at {name}'s directory {client['directory']}")
+              f"{p}rolerelay mounts an in-memory emptyDir of its own at the directory of client {name}, {client['directory']}")
         users = [c for c in apps if any(m["name"] == volume for m in c.get("volumeMounts", []))]
-        check(len(users) == 1, f"{p}one application mounts {name}'s volume: " + (", ".join(c["name"] for c in users) or "none"))
+        check(len(users) == 1, f"{p}one application mounts the volume of client {name}: " + (", ".join(c["name"] for c in users) or "none"))
         if len(users) != 1:
             continue
         app = users[0]
         mounts = app["volumeMounts"]
         own = next(m for m in mounts if m["name"] == volume)
         check(own.get("readOnly") is True and own["mountPath"] == client["app_directory"] and "subPath" not in own,
-              f"{p}{app['name']} mounts {name}'s volume read-only at {client['app_directory']}")
+              f"{p}{app['name']} mounts the volume of client {name} read-only at {client['app_directory']}")
         shared = [m["name"] for m in mounts if m["name"] in sidecar_mounts.values()]
         check(shared == [volume], f"{p}{app['name']} mounts no other volume of rolerelay's (no other client's, not the top level): {shared}")
         env = {e["name"]: e.get("value") for e in app.get("env", [])}
         m = re.fullmatch(r"http://([^/]+)/v1/credentials/([A-Za-z0-9_-]+)", env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI", ""))
         check(bool(m) and m.group(1) == listen and m.group(2) in client["roles"],
-              f"{p}{app['name']}'s endpoint URI asks {listen} for one of {name}'s roles {client['roles']}")
+              f"{p}{app['name']}: its endpoint URI asks {listen} for a role of client {name} {client['roles']}")
         check(env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") == os.path.join(client["app_directory"], token_file),
-              f"{p}{app['name']}'s token file is {name}'s, in its own mount")
+              f"{p}{app['name']}: its token file is the one of client {name}, in its own mount")
         check(env.get("AWS_REGION") and env.get("AWS_REGION") == env.get("AWS_DEFAULT_REGION"),
               f"{p}{app['name']} sets AWS_REGION and AWS_DEFAULT_REGION")
     check(len(apps) == len(clients), f"{p}every application container is a client's ({len(apps)} containers, {len(clients)} clients)")
@@ -393,23 +393,23 @@ def ecs_clients(task, binary):
         volume = mount.get("sourceVolume")
         check(volume in volumes and mount.get("readOnly") is False
               and volume != mounts(sidecar).get(effective.get("outputs", {}).get("directory"), {}).get("sourceVolume"),
-              f"{p}rolerelay mounts a task volume of its own at {name}'s directory {directory}")
+              f"{p}rolerelay mounts a task volume of its own at the directory of client {name}, {directory}")
         check(mounts(init).get(directory, {}).get("sourceVolume") == volume and re.search(rf"chown 65532:65532 [^&]*{re.escape(directory)}(\s|$)", command),
-              f"{p}rolerelay-init hands {name}'s volume to rolerelay's user (chown 65532:65532 {directory})")
+              f"{p}rolerelay-init hands the volume of client {name} to rolerelay's user (chown 65532:65532 {directory})")
         users = [c for c in apps if volume in {m["sourceVolume"] for m in c.get("mountPoints", [])}]
-        check(len(users) == 1, f"{p}one application mounts {name}'s volume: " + (", ".join(c["name"] for c in users) or "none"))
+        check(len(users) == 1, f"{p}one application mounts the volume of client {name}: " + (", ".join(c["name"] for c in users) or "none"))
         if len(users) != 1:
             continue
         app = users[0]
         own = mounts(app).get(client["app_directory"], {})
         check(own.get("sourceVolume") == volume and own.get("readOnly") is True,
-              f"{p}{app['name']} mounts {name}'s volume read-only at {client['app_directory']}")
+              f"{p}{app['name']} mounts the volume of client {name} read-only at {client['app_directory']}")
         shared = sorted({m["sourceVolume"] for m in app["mountPoints"]} & sidecar_volumes)
         check(shared == [volume], f"{p}{app['name']} mounts no other volume of rolerelay's (no other client's, not the top level): {shared}")
         app_env = {e["name"]: e["value"] for e in app.get("environment", [])}
         check(app_env.get("AWS_CONFIG_FILE") == os.path.join(client["app_directory"], "config") and app_env.get("AWS_PROFILE") in client["roles"]
               and "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in app_env,
-              f"{p}{app['name']} uses its own directory's config-file profile of one of {name}'s roles")
+              f"{p}{app['name']} uses the config-file profile of a role of client {name}, in its own directory")
         check(app_env.get("AWS_REGION") and app_env.get("AWS_REGION") == app_env.get("AWS_DEFAULT_REGION"),
               f"{p}{app['name']} sets AWS_REGION and AWS_DEFAULT_REGION")
         check({"containerName": "rolerelay", "condition": "HEALTHY"} in app.get("dependsOn", []), f"{p}{app['name']} dependsOn rolerelay HEALTHY")
