@@ -426,4 +426,37 @@ mod tests {
         assert!(!text.contains("role=\"gone\""), "{text}");
         assert!(text.contains("role=\"kept\""));
     }
+
+    #[test]
+    fn the_endpoint_counter_has_a_client_label_only_while_there_are_clients() {
+        let m = Metrics::new("test");
+        m.record_endpoint_request("a", None, 200);
+        assert!(m
+            .render()
+            .contains("rolerelay_endpoint_requests_total{code=\"200\",role=\"a\"} 1"));
+        m.set_client_label(true);
+        m.record_endpoint_request("a", Some("billing"), 200);
+        m.record_endpoint_request("a", None, 401);
+        m.record_endpoint_request("a", Some("gone"), 200);
+        m.remove_client("gone");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "rolerelay_endpoint_requests_total{client=\"billing\",code=\"200\",role=\"a\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("{client=\"_none\",code=\"401\",role=\"a\"} 1"));
+        assert!(!text.contains("gone") && !text.contains("{code=\"200\",role=\"a\"}"));
+        assert_eq!(
+            text.matches("# TYPE rolerelay_endpoint_requests_total counter")
+                .count(),
+            1
+        );
+        m.set_client_label(false);
+        m.record_endpoint_request("a", Some("billing"), 200);
+        let text = m.render();
+        assert!(!text.contains("client="), "{text}");
+        assert!(text.contains("rolerelay_endpoint_requests_total{code=\"200\",role=\"a\"} 1"));
+    }
 }

@@ -225,6 +225,19 @@ fn the_endpoint_answers_each_token_for_its_own_roles_and_audits_every_answer() {
     );
     assert_eq!(metric("client=\"reports\",code=\"200\",role=\"c\""), 1.0);
     assert_eq!(metric("client=\"_none\",code=\"401\",role=\"a\""), 2.0);
+    let file = sb.write("metrics.txt", &sidecar.get("/metrics").1);
+    let out = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect(
+            "promtool must be on PATH (Debian package prometheus; scripts/test-deps installs it)",
+        );
+    assert!(
+        out.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // One audit line per answer: seven requests, seven lines, with the key served on a 200.
     let logs = sidecar.running.logs();
