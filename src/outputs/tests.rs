@@ -504,7 +504,12 @@ fn a_failed_write_in_a_client_directory_is_that_clients_and_ends_when_a_write_su
         app_directory: None,
     };
     let state = State::new(&roles, None);
-    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[billing.clone()]);
+    let outputs = Outputs::new(
+        &config(tmp.path()),
+        "us-east-1",
+        &roles,
+        std::slice::from_ref(&billing),
+    );
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
     outputs.blocking_prepare(&state, now).unwrap();
     // A directory where billing's a.json goes: the rename over it fails.
