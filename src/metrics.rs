@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -247,12 +248,6 @@ impl Metrics {
             return;
         }
         let next = EndpointRequests::new(by_client);
-        self.registry
-            .unregister(Box::new(requests.counter.clone()))
-            .expect("the endpoint counter is registered");
-        self.registry
-            .register(Box::new(next.counter.clone()))
-            .expect("the endpoint counter is registered once");
         *requests = next;
     }
 
@@ -287,7 +282,6 @@ impl Metrics {
             Box::new(self.last_success_timestamp_seconds.clone()),
             Box::new(self.consecutive_failures.clone()),
             Box::new(self.output_write_errors_total.clone()),
-            Box::new(self.endpoint_requests().counter.clone()),
             Box::new(self.config_reloads_total.clone()),
             Box::new(self.build_info.clone()),
             Box::new(self.ready.clone()),
@@ -319,7 +313,7 @@ impl Metrics {
     fn remove_series(&self, name: &str, value: &str) {
         // Each family's label sets are found by gathering, so nothing is missed.
         let requests = self.endpoint_requests();
-        for family in self.registry.gather() {
+        for family in self.gather() {
             for metric in family.get_metric() {
                 let labels = metric.get_label();
                 if !labels
@@ -345,11 +339,26 @@ impl Metrics {
         }
     }
 
+    /// Every metric family, sorted by name: the registry's, and the endpoint counter, which is
+    /// kept out of it because its labels change (a registry never forgets a name's labels).
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families = self.registry.gather();
+        families.extend(
+            self.endpoint_requests()
+                .counter
+                .collect()
+                .into_iter()
+                .filter(|family| !family.get_metric().is_empty()),
+        );
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        families
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
+            .encode(&self.gather(), &mut buffer)
             .expect("encoding to memory does not fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
     }
@@ -416,5 +425,38 @@ mod tests {
         let text = m.render();
         assert!(!text.contains("role=\"gone\""), "{text}");
         assert!(text.contains("role=\"kept\""));
+    }
+
+    #[test]
+    fn the_endpoint_counter_has_a_client_label_only_while_there_are_clients() {
+        let m = Metrics::new("test");
+        m.record_endpoint_request("a", None, 200);
+        assert!(m
+            .render()
+            .contains("rolerelay_endpoint_requests_total{code=\"200\",role=\"a\"} 1"));
+        m.set_client_label(true);
+        m.record_endpoint_request("a", Some("billing"), 200);
+        m.record_endpoint_request("a", None, 401);
+        m.record_endpoint_request("a", Some("gone"), 200);
+        m.remove_client("gone");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "rolerelay_endpoint_requests_total{client=\"billing\",code=\"200\",role=\"a\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("{client=\"_none\",code=\"401\",role=\"a\"} 1"));
+        assert!(!text.contains("gone") && !text.contains("{code=\"200\",role=\"a\"}"));
+        assert_eq!(
+            text.matches("# TYPE rolerelay_endpoint_requests_total counter")
+                .count(),
+            1
+        );
+        m.set_client_label(false);
+        m.record_endpoint_request("a", Some("billing"), 200);
+        let text = m.render();
+        assert!(!text.contains("client="), "{text}");
+        assert!(text.contains("rolerelay_endpoint_requests_total{code=\"200\",role=\"a\"} 1"));
     }
 }

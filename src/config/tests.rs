@@ -42,6 +42,11 @@ outputs:
   file_mode: "0640"
   owner: null
   remove_on_exit: false
+clients:
+  - name: billing
+    roles: [account-a]
+    directory: billing
+    app_directory: null
 server:
   listen: 0.0.0.0:9090
 credentials_endpoint:
@@ -107,6 +112,12 @@ fn the_spec_example_is_the_defaults() {
     );
     assert_eq!(full.roles[0].min_remaining, minimal.roles[0].min_remaining);
     full.refresh.min_remaining = None;
+    // The example's one client, which a configuration has only when it asks for one.
+    let billing = full.clients.remove(0);
+    assert_eq!(billing.name.as_str(), "billing");
+    assert_eq!(billing.directory, Path::new("/var/run/rolerelay/billing"));
+    assert_eq!(billing.app_dir(), billing.directory);
+    assert_eq!(billing.roles, [full.roles[0].name.clone()]);
     assert_eq!(full, minimal);
     assert_eq!(minimal.refresh.min_remaining, None);
     assert_eq!(minimal.roles[0].min_remaining.0, Duration::from_secs(1200));

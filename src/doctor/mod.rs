@@ -136,6 +136,7 @@ pub async fn run(config: &Config) -> Report {
     }
     checks.push(probes::output_directory(config));
     checks.push(probes::output_files(config));
+    checks.extend(probes::clients(config));
     checks.extend(probes::listen_addresses(config));
     Report::new(checks)
 }

@@ -247,23 +247,31 @@ fn assumed(
 pub(super) fn output_directory(config: &Config) -> Finding {
     let dir = &config.outputs.directory;
     let step = format!("output directory {}", dir.display());
+    match writable(dir) {
+        Ok(detail) => Finding::ok(step, detail),
+        Err((detail, hint)) => Finding::fail(step, detail, hint),
+    }
+}
+
+/// Whether `dir` exists or can be created, and can be written: what was seen, or that and the
+/// hint to fix it.
+fn writable(dir: &Path) -> Result<String, (String, Hint)> {
     let (there, probe_dir) = if dir.is_dir() {
-        ("exists", dir.as_path())
+        ("exists", dir)
     } else {
         // It will be created in its nearest existing ancestor, so that is where to write.
         let existing = dir.ancestors().find(|p| p.exists());
         ("will be created", existing.unwrap_or(Path::new("/")))
     };
     match write_and_remove(probe_dir) {
-        Ok(()) => Finding::ok(step, format!("{there}, writable, {} free", free_space(probe_dir))),
-        Err(err) => Finding::fail(
-            step,
+        Ok(()) => Ok(format!("{there}, writable, {} free", free_space(probe_dir))),
+        Err(err) => Err((
             format!("{there}, not writable: {err}"),
             Hint::new(
                 format!("this process (uid {}) cannot write in {}", sys::uid(), probe_dir.display()),
                 "mount a writable volume there (an emptyDir in Kubernetes, a task volume in ECS), or change outputs.directory",
             ),
-        ),
+        )),
     }
 }
 
@@ -277,8 +285,41 @@ fn write_and_remove(dir: &Path) -> io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-/// Who can read the credential files: their mode, owner and group, said as who is left out.
-/// They are rolerelay's own; `outputs.owner` gives them (and the directory) its group only.
+/// Each client's directory (writable, or creatable), its token file and its roles. The token's
+/// value is never shown: whether it is there, and its length.
+pub(super) fn clients(config: &Config) -> Vec<Finding> {
+    let endpoint = &config.credentials_endpoint;
+    config
+        .clients
+        .iter()
+        .map(|client| {
+            let step = format!("client {}", client.name);
+            let roles: Vec<&str> = client.roles.iter().map(|r| r.as_str()).collect();
+            let token_path = client.directory.join(&endpoint.token_file);
+            let token = match (endpoint.enabled, std::fs::metadata(&token_path)) {
+                (false, _) => "no token (credentials_endpoint.enabled is false)".to_string(),
+                (true, Ok(meta)) => format!(
+                    "token {} present ({} bytes, from the running sidecar)",
+                    token_path.display(),
+                    meta.len()
+                ),
+                (true, Err(_)) => format!(
+                    "token {} not there yet (rolerelay run writes it at start)",
+                    token_path.display()
+                ),
+            };
+            let directory = format!("directory {}", client.directory.display());
+            match writable(&client.directory) {
+                Ok(seen) => Finding::ok(
+                    step,
+                    format!("{directory} {seen}; {token}; roles {}", roles.join(", ")),
+                ),
+                Err((seen, hint)) => Finding::fail(step, format!("{directory} {seen}"), hint),
+            }
+        })
+        .collect()
+}
+
 pub(super) fn output_files(config: &Config) -> Finding {
     const STEP: &str = "output files";
     let outputs = &config.outputs;

@@ -294,10 +294,11 @@ impl Outputs {
 
     /// Sets the configured roles and clients (after a reload), with the tokens now issued
     /// (none: the endpoint is off). Every directory's `config` and `credentials` are rewritten
-    /// for its roles now, then the files of what left a directory are removed (as in `withdraw`:
-    /// once `<role>.json` is gone, so are the role's sections): the files of roles no longer
-    /// there, and all the files of a client that is gone. A new client's directory is created
-    /// and gets its files and its token; a kept client's token stays.
+    /// for its roles now, and the files of a role new there written; then the files of what
+    /// left a directory are removed (as in `withdraw`: once `<role>.json` is gone, so are the
+    /// role's sections): the files of roles no longer there, and all the files of a client that
+    /// is gone. A new client's directory is created and gets its files and its token; a kept
+    /// client's token stays.
     pub fn blocking_set_layout(
         &self,
         layout: &Layout,
@@ -330,13 +331,15 @@ impl Outputs {
             failures.extend(writer.write_config(state, index));
             let place = &writer.places[index];
             failures.extend(writer.write_credentials(state, place, now));
-            for role in writer.roles_of(place) {
-                failures.extend(writer.write_role_files(state, place, &role, now));
+            // Only what is new here: a reload of many roles rewrites no file it need not.
+            let old = old_places.iter().position(|old| old.same(place));
+            let had = |role: &RoleName| old.is_some_and(|old| old_roles[old].contains(role));
+            for role in writer.roles_of(place).iter().filter(|role| !had(role)) {
+                failures.extend(writer.write_role_files(state, place, role, now));
             }
-            let kept_token = old_places
-                .iter()
-                .find(|old| old.same(place))
-                .is_some_and(|old| old.token == place.token && !old.token_failed);
+            let kept_token = old.is_some_and(|old| {
+                old_places[old].token == place.token && !old_places[old].token_failed
+            });
             if !kept_token {
                 failures.extend(writer.write_token(state, index));
             }

@@ -492,3 +492,48 @@ fn a_created_directory_stays_ours_and_gives_the_owner_only_its_group() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}"),
     }
 }
+
+#[test]
+fn a_failed_write_in_a_client_directory_is_that_clients_and_ends_when_a_write_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a"), role("b")];
+    let billing = ClientConfig {
+        name: "billing".parse().unwrap(),
+        roles: vec![name("a")],
+        directory: tmp.path().join("billing"),
+        app_directory: None,
+    };
+    let state = State::new(&roles, None);
+    let outputs = Outputs::new(
+        &config(tmp.path()),
+        "us-east-1",
+        &roles,
+        std::slice::from_ref(&billing),
+    );
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    outputs.blocking_prepare(&state, now).unwrap();
+    // A directory where billing's a.json goes: the rename over it fails.
+    std::fs::create_dir_all(billing.directory.join("a.json/inner")).unwrap();
+    for r in ["a", "b"] {
+        state.update(&name(r), |s| s.credentials = Some(Arc::new(creds('A'))));
+    }
+    let failures = outputs.blocking_publish(&state, &name("a"), now);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let errors = state.get(&name("a")).unwrap().write_errors;
+    assert_eq!(errors.keys().collect::<Vec<_>>(), ["billing/process_json"]);
+    assert!(outputs.blocking_publish(&state, &name("b"), now).is_empty());
+    assert!(
+        !billing.directory.join("b.json").exists(),
+        "b is not billing's"
+    );
+    assert!(tmp.path().join("b.json").exists() && tmp.path().join("a.json").exists());
+
+    std::fs::remove_dir_all(billing.directory.join("a.json")).unwrap();
+    assert!(outputs.blocking_publish(&state, &name("a"), now).is_empty());
+    assert!(state.get(&name("a")).unwrap().write_errors.is_empty());
+    let credentials = std::fs::read_to_string(billing.directory.join("credentials")).unwrap();
+    assert!(
+        credentials.contains("[a]") && !credentials.contains("[b]"),
+        "{credentials}"
+    );
+}

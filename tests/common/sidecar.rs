@@ -81,12 +81,23 @@ impl Plan<'_> {
 
     /// As `start_with`, with these environment variables too.
     pub fn start_with_env(&self, config: &Path, flags: &[&str], env: &[(&str, &str)]) -> Sidecar {
+        self.start_waiting_for(config, flags, env, &self.out().join("token"))
+    }
+
+    /// As `start_with_env`, waiting for a new token at `token` (with `clients`, a client's).
+    pub fn start_waiting_for(
+        &self,
+        config: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+        token: &Path,
+    ) -> Sidecar {
         // A log per start: a test may start several sidecars in one sandbox.
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         // The status server answers before the token is written, and a sidecar started in the
         // same sandbox before this one left its own token: until the new one replaces it, a
         // test would send the old one and be refused.
-        let token = self.out().join("token");
+        let token = token.to_path_buf();
         let old_token = std::fs::read_to_string(&token).ok();
         let mut cmd = self.sb.rolerelay();
         cmd.args(["run", "--config"]).arg(config).args(flags);

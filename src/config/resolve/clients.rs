@@ -136,6 +136,12 @@ impl Resolver<'_> {
             .directory
             .as_ref()
             .map_or_else(|| entry.name.value.to_string(), |d| d.value.clone());
+        if written.is_empty() {
+            return Err(fail(format!(
+                "directory is empty: give a sub-directory of outputs.directory, like {:?}, or an absolute path",
+                entry.name.value.as_str()
+            )));
+        }
         let top = &outputs.directory;
         let directory = normal_path(Path::new(&written))
             .map(|relative| top.join(relative))
@@ -202,8 +208,8 @@ impl Resolver<'_> {
     }
 }
 
-/// `path` without `.` components, or none when it is empty or climbs with `..`. An absolute path
-/// stays absolute (joining it to a directory gives itself).
+/// `path` without `.` components (empty for `.` itself), or none when it climbs with `..`. An
+/// absolute path stays absolute (joining it to a directory gives itself).
 fn normal_path(path: &Path) -> Option<PathBuf> {
     let mut normal = PathBuf::new();
     for component in path.components() {
@@ -213,7 +219,7 @@ fn normal_path(path: &Path) -> Option<PathBuf> {
             Component::RootDir | Component::Normal(_) => normal.push(component),
         }
     }
-    (!normal.as_os_str().is_empty()).then_some(normal)
+    Some(normal)
 }
 
 /// The names of the files the top level holds: a client directory named like one would replace it.
