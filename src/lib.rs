@@ -26,6 +26,7 @@
 //! - [`refresher`] — one role's loop: assume, publish, sleep until the next refresh.
 //! - [`http`] — the two servers: `status` (`/healthz` `/readyz` `/metrics` `/status`) and
 //!   `endpoint` (the container-credentials endpoint), reading a [`http::View`].
+//! - [`systemd`] — the `Type=notify` protocol of systemd units: READY, STATUS, WATCHDOG, STOPPING.
 //! - [`healthcheck`] — the `healthcheck` command's tiny HTTP client.
 //! - [`reload`] — watching the configuration file (ConfigMap symlink swaps included).
 //! - [`doctor`] — `rolerelay doctor`: each step of the path probed; hints give cause and fix.
@@ -53,5 +54,6 @@ pub mod schedule;
 pub mod shell;
 pub mod source;
 pub mod state;
+pub mod systemd;
 #[cfg(test)]
 mod testing;

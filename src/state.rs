@@ -233,6 +233,14 @@ impl State {
             .cloned()
     }
 
+    /// Runs `f` on every role's state, by name, without copying them.
+    pub fn for_each(&self, mut f: impl FnMut(&RoleName, &RoleState)) {
+        let roles = self.roles.read().expect("state lock poisoned");
+        for (name, role) in roles.iter() {
+            f(name, role);
+        }
+    }
+
     /// A copy of every role's state, by name.
     pub fn snapshot(&self) -> BTreeMap<RoleName, RoleState> {
         self.roles.read().expect("state lock poisoned").clone()

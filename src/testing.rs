@@ -52,6 +52,25 @@ pub fn load(args: &ConfigArgs) -> Config {
     Config::load(args).expect("a valid test configuration")
 }
 
+/// The roles of a configuration file's `roles:` entries, one per name; role `r` is
+/// `arn:aws:iam::111111111111:role/r`.
+pub fn roles(names: &[&str]) -> Vec<crate::config::RoleConfig> {
+    let mut text = "roles:\n".to_string();
+    for name in names {
+        text.push_str(&format!(
+            "  - name: {name}\n    role_arn: arn:aws:iam::111111111111:role/{name}\n"
+        ));
+    }
+    let vars = crate::config::TemplateVars {
+        hostname: "host".into(),
+        pod: "pod".into(),
+    };
+    let file = Some((Path::new("test.yaml"), text.as_str()));
+    Config::from_parts(&ConfigArgs::default(), file, &|_| None, &vars)
+        .expect("a valid test configuration")
+        .roles
+}
+
 /// The access key id in a credential_process file.
 pub fn key_in(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();

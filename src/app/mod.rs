@@ -29,6 +29,7 @@ use crate::reload;
 use crate::schedule::{self, Policy};
 use crate::source;
 use crate::state::{ReloadStatus, State};
+use crate::systemd::{self, Notifier};
 
 /// How long tasks get to finish a write in progress after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -138,8 +139,16 @@ pub async fn run(
         }
         started = start => started?,
     };
+    // Under a `Type=notify` systemd unit: ready, status and watchdog as the roles go.
+    let notifier =
+        Notifier::from_env().map(|n| tokio::spawn(n.watch(ctx.state.clone(), ctx.clock.clone())));
     let mut sidecar = Sidecar::new(config, args, ctx, access);
-    sidecar.serve(shutdown, &mut servers).await?;
+    let served = sidecar.serve(shutdown, &mut servers).await;
+    if let Some(task) = notifier {
+        task.abort();
+        systemd::stopping();
+    }
+    served?;
     info!("shutting down");
     let _ = stop_servers.send(true);
     let stopped = tokio::time::timeout(SHUTDOWN_GRACE, async {

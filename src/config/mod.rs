@@ -354,10 +354,7 @@ pub fn one_line(text: &str) -> String {
 impl TemplateVars {
     /// The host name (from the kernel, else `HOSTNAME`) and `POD_NAME` of this process.
     pub fn from_env() -> TemplateVars {
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
+        let hostname = kernel_hostname()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "unknown".into());
         let pod = std::env::var("POD_NAME")
@@ -370,3 +367,17 @@ impl TemplateVars {
 
 #[cfg(test)]
 mod tests;
+
+/// The kernel's host name (of the UTS namespace), asked of the kernel rather than read from
+/// `/proc/sys`, which a systemd unit with `ProcSubset=pid` hides.
+fn kernel_hostname() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if result != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    let name = String::from_utf8_lossy(&buffer[..end]).trim().to_string();
+    (!name.is_empty()).then_some(name)
+}
