@@ -2,10 +2,11 @@
 """Checks the shipped deployment files: schemas, the tools' own validators, what `kubectl kustomize`
 builds from the base and every overlay, the variants, that the pieces agree with each other and
 with rolerelay itself (the two-application variants: each application mounts only its own
-client's volume), and checkov (the scanner platform teams run) with every skip explained.
+client's volume), the systemd units through systemd-analyze, and checkov (the scanner platform
+teams run) with every skip explained.
 
 Usage: check.py ROLERELAY_BINARY   (run with the test virtualenv's python: PyYAML, moto, boto3,
-       checkov; kubectl and promtool on PATH)
+       checkov; kubectl, promtool and systemd-analyze on PATH)
 """
 
 import glob
@@ -527,6 +528,96 @@ def checkov():
                           f"checkov skip {check_id} in {os.path.relpath(path, ROOT)} has a reason (without '=', which checkov splits on)")
 
 
+def unit_file(path):
+    """A systemd unit file as {section: [(key, value), ...]}: keys repeat, and an empty value
+    resets a list, so no dict of keys."""
+    sections, section = {}, None
+    for line in open(path):
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = sections.setdefault(line.strip("[]"), [])
+        else:
+            key, _, value = line.partition("=")
+            section.append((key.strip(), value.strip()))
+    return sections
+
+
+def systemd(binary):
+    """deploy/systemd: the unit and the example application's unit through systemd-analyze verify
+    (with ExecStart pointed at files that exist here), the unit's security rating, and that the
+    unit, the example configuration and the application's unit agree with each other and with
+    rolerelay. deploy/test/systemd-test runs them under a real systemd."""
+    directory = os.path.join(ROOT, "deploy", "systemd")
+    unit_path, app_path = os.path.join(directory, "rolerelay.service"), os.path.join(directory, "example-app.service")
+    try:
+        run(["systemd-analyze", "--version"])
+    except FileNotFoundError:
+        check(False, "systemd-analyze: not installed (Debian package systemd)")
+        return
+    with tempfile.TemporaryDirectory() as d:
+        # verify wants every command to exist: here, the binary just built and /bin/true stand for
+        # /usr/bin/rolerelay and the example's application (systemd-test verifies the installed files).
+        for src, old, new in [(unit_path, "/usr/bin/rolerelay", binary), (app_path, "/usr/local/bin/example-app", "/bin/true")]:
+            with open(src) as f, open(os.path.join(d, os.path.basename(src)), "w") as g:
+                g.write(f.read().replace(old, new))
+        r = run(["systemd-analyze", "verify", "rolerelay.service", "example-app.service"], cwd=d)
+        findings = (r.stdout + r.stderr).strip()
+        # verify exits 0 on an unknown key or section; any line it prints is a finding.
+        check(r.returncode == 0 and not findings, "systemd-analyze verify deploy/systemd/rolerelay.service example-app.service: no findings"
+              + ("" if r.returncode == 0 and not findings else ":\n" + findings))
+    r = run(["systemd-analyze", "security", "--offline=yes", unit_path])
+    overall = next((line for line in r.stdout.splitlines() if line.startswith("→ Overall exposure level")), "")
+    m = re.search(r": (\d+\.\d+) (\w+)", overall)
+    check(r.returncode == 0 and m is not None and m.group(2) in ("SAFE", "OK"),
+          "systemd-analyze security --offline=yes deploy/systemd/rolerelay.service: "
+          + (f"{m.group(1)} {m.group(2)} (OK or better)" if m else "no rating: " + r.stdout[-500:] + r.stderr))
+
+    unit = unit_file(unit_path)
+    service = dict(unit.get("Service", []))
+    check(service.get("Type") == "notify" and service.get("WatchdogSec") and service.get("Restart") == "on-failure",
+          "rolerelay.service is Type=notify with WatchdogSec= and Restart=on-failure")
+    check(service.get("ExecStart") == "/usr/bin/rolerelay run --config /etc/rolerelay/config.yaml",
+          "rolerelay.service runs /usr/bin/rolerelay run --config /etc/rolerelay/config.yaml (where scripts/package installs them)")
+    want = {"User": "rolerelay", "Group": "rolerelay", "RuntimeDirectory": "rolerelay", "RuntimeDirectoryMode": "0750",
+            "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
+            "CapabilityBoundingSet": "", "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+            "SystemCallArchitectures": "native", "ProcSubset": "pid", "ProtectProc": "invisible"}
+    wrong = [f"{k}={v}" for k, v in want.items() if service.get(k) != v]
+    check(not wrong and ("SystemCallFilter", "@system-service") in unit["Service"],
+          "rolerelay.service: user and group rolerelay, /run/rolerelay 0750, hardened (ProtectSystem=strict, no capabilities, "
+          "SystemCallFilter=@system-service...)" + (": not " + ", ".join(wrong) if wrong else ""))
+    # IMDSv2 (169.254.169.254) and STS are reached over the network: no address filter may stop them.
+    check(not {"IPAddressDeny", "IPAddressAllow", "PrivateNetwork"} & service.keys(),
+          "rolerelay.service filters no IP address (IMDSv2 and STS stay reachable)")
+
+    effective = rolerelay_check(binary, open(os.path.join(directory, "config.yaml")).read(), "deploy/systemd/config.yaml")
+    outputs = effective.get("outputs", {})
+    out_dir = outputs.get("directory")
+    check(out_dir == "/run/" + service.get("RuntimeDirectory", "?"),
+          f"the example config writes to {out_dir}, the unit's RuntimeDirectory")
+    check(outputs.get("process_command", "").startswith(service.get("ExecStart", "?").split()[0] + " credential-process "),
+          "the example config's profiles run the packaged binary's credential-process")
+    check(outputs.get("file_mode") == "0640" and not outputs.get("owner"),
+          "the example config's files are group-readable (0640) and keep rolerelay's group (no outputs.owner)")
+    for key, value in [("server.listen", effective.get("server", {}).get("listen", "")),
+                       ("credentials_endpoint.listen", effective.get("credentials_endpoint", {}).get("listen", ""))]:
+        check(value.startswith("127.0.0.1:"), f"the example config's {key} is on loopback ({value})")
+
+    app = unit_file(app_path)
+    app_unit, app_service = dict(app.get("Unit", [])), dict(app.get("Service", []))
+    check(app_unit.get("Requires") == "rolerelay.service" and app_unit.get("After") == "rolerelay.service",
+          "example-app.service Requires= and is After= rolerelay.service")
+    env = dict(kv.split("=", 1) for k, v in app["Service"] if k == "Environment" for kv in v.split())
+    roles = [r["name"] for r in effective.get("roles", [])]
+    check(env.get("AWS_CONFIG_FILE") == os.path.join(out_dir or "?", outputs.get("config_file", "?")) and env.get("AWS_PROFILE") in roles,
+          f"example-app.service uses the profile of a role ({env.get('AWS_PROFILE')}) in {env.get('AWS_CONFIG_FILE')}")
+    check(app_service.get("SupplementaryGroups") == service.get("Group")
+          and (app_service.get("DynamicUser") == "yes" or app_service.get("User") not in (None, "root", service.get("User"))),
+          "example-app.service runs as its own user, in rolerelay's group")
+
+
 def reason_ok(reason):
     """A reason a reader can weigh: a sentence, not a placeholder."""
     reason = reason.strip().lstrip(":").strip()
@@ -541,6 +632,7 @@ def main():
     kubernetes(os.path.abspath(sys.argv[1]))
     ecs_and_iam(namespace, account, os.path.abspath(sys.argv[1]))
     dockerfile()
+    systemd(os.path.abspath(sys.argv[1]))
     checkov()
     print(f"deploy checks: {len(failures)} failed")
     sys.exit(1 if failures else 0)
