@@ -2,11 +2,12 @@
 """Checks the shipped deployment files: schemas, the tools' own validators, what `kubectl kustomize`
 builds from the base and every overlay, the variants, that the pieces agree with each other and
 with rolerelay itself (the two-application variants: each application mounts only its own
-client's volume), the systemd units through systemd-analyze, and checkov (the scanner platform
-teams run) with every skip explained.
+client's volume), the systemd units through systemd-analyze, checkov (the scanner platform teams
+run) with every skip explained, and the GitHub workflows against GitHub's workflow schema (they
+run on GitHub only).
 
 Usage: check.py ROLERELAY_BINARY   (run with the test virtualenv's python: PyYAML, moto, boto3,
-       checkov; kubectl, promtool and systemd-analyze on PATH)
+       check-jsonschema, checkov; kubectl, promtool and systemd-analyze on PATH)
 """
 
 import glob
@@ -618,6 +619,48 @@ def systemd(binary):
           "example-app.service runs as its own user, in rolerelay's group")
 
 
+def workflows():
+    """The GitHub workflows, which cannot run here: GitHub's workflow schema (check-jsonschema
+    carries it, nothing is downloaded), and what the release workflow must agree with."""
+    files = sorted(glob.glob(os.path.join(ROOT, ".github", "workflows", "*.y*ml")))
+    names = ", ".join(os.path.relpath(f, ROOT) for f in files)
+    exe = os.path.join(os.path.dirname(sys.executable), "check-jsonschema")
+    if not os.path.exists(exe):
+        check(False, f"check-jsonschema: {exe} is missing (scripts/test-deps installs it)")
+    elif files:
+        r = run([exe, "--builtin-schema", "vendor.github-workflows", "--output-format", "json", *files])
+        try:
+            report = json.loads(r.stdout)
+            # The deepest error of each says what is wrong; the top one dumps the whole job.
+            errors = [f"\n    {os.path.relpath(e['filename'], ROOT)} {e.get('best_deep_match', e)['path']}: "
+                      + e.get("best_deep_match", e)["message"][:300] for e in report.get("errors", [])]
+            errors += [f"\n    {os.path.relpath(e['filename'], ROOT)}: {e['message'][:300]}" for e in report.get("parse_errors", [])]
+        except (ValueError, KeyError, TypeError):
+            errors = ["\n    " + (r.stdout + r.stderr).strip()[-2000:]]
+        check(r.returncode == 0 and not errors,
+              f"check-jsonschema --builtin-schema vendor.github-workflows: {names}" + "".join(errors))
+    release_path = os.path.join(ROOT, ".github", "workflows", "release.yml")
+    check(release_path in files, ".github/workflows/release.yml exists")
+    if release_path not in files:
+        return
+    text = open(release_path).read()
+    release = yaml.safe_load(text)
+    # PyYAML reads the key `on` as True (YAML 1.1); GitHub reads it as "on".
+    trigger = release.get("on", release.get(True, {}))
+    check(trigger.get("push", {}).get("tags") == ["v*"], "the release workflow runs on a v* tag")
+    steps = [s for job in release["jobs"].values() for s in job.get("steps", [])]
+    unpinned = sorted({s["uses"] for s in steps if "uses" in s and not re.fullmatch(r"[\w.-]+/[\w./-]+@v\d+", s["uses"])})
+    check(not unpinned, "the release workflow pins each action to a major version" + (": not " + ", ".join(unpinned) if unpinned else ""))
+    build = next((s["with"] for s in steps if s.get("uses", "").startswith("docker/build-push-action@")), {})
+    check(build.get("platforms") == "linux/amd64,linux/arm64" and build.get("file") == "Dockerfile" and build.get("push") is True,
+          "the release workflow pushes the Dockerfile's image for linux/amd64 and linux/arm64")
+    arches = sorted(i["arch"] for i in release["jobs"]["packages"]["strategy"]["matrix"]["include"])
+    check(arches == ["amd64", "arm64"], f"the release workflow packs both architectures: {arches}")
+    named = sorted(set(re.findall(r"\b(scripts/[\w.-]+|Dockerfile|Cargo\.toml|CHANGELOG\.md)\b", text)))
+    missing = [n for n in named if not os.path.exists(os.path.join(ROOT, n))]
+    check(not missing, f"the files the release workflow uses exist ({', '.join(named)})" + (": not " + ", ".join(missing) if missing else ""))
+
+
 def reason_ok(reason):
     """A reason a reader can weigh: a sentence, not a placeholder."""
     reason = reason.strip().lstrip(":").strip()
@@ -633,6 +676,7 @@ def main():
     ecs_and_iam(namespace, account, os.path.abspath(sys.argv[1]))
     dockerfile()
     systemd(os.path.abspath(sys.argv[1]))
+    workflows()
     checkov()
     print(f"deploy checks: {len(failures)} failed")
     sys.exit(1 if failures else 0)
