@@ -64,6 +64,19 @@ impl Systemd {
         self.with(prefix).remove(0)
     }
 
+    /// Waits until `count` keep-alives arrived from now on, at most 6 s (three watchdog intervals
+    /// of 1 s, with room).
+    fn wait_keep_alives(&self, what: &str, count: usize) {
+        let since = Instant::now();
+        common::wait_for(what, Duration::from_secs(6), || {
+            self.with("WATCHDOG=1")
+                .iter()
+                .filter(|n| n.at >= since)
+                .count()
+                >= count
+        });
+    }
+
     /// The environment of a sidecar under a `Type=notify` unit with `WatchdogSec=2`.
     fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -133,15 +146,7 @@ fn ready_comes_once_after_the_files_then_status_and_watchdog_and_stopping_at_sig
         },
     );
     // WATCHDOG_USEC 2 s: a keep-alive every second while healthy.
-    let since = Instant::now();
-    common::wait_for("three watchdog keep-alives", Duration::from_secs(6), || {
-        systemd
-            .with("WATCHDOG=1")
-            .iter()
-            .filter(|n| n.at >= since)
-            .count()
-            >= 3
-    });
+    systemd.wait_keep_alives("three watchdog keep-alives", 3);
 
     sidecar.running.signal("TERM");
     assert!(sidecar.running.wait(Duration::from_secs(10)).success());
@@ -181,15 +186,7 @@ fn the_watchdog_stops_while_a_loop_misses_its_heartbeat_and_resumes_after() {
     ];
     let sidecar = start(&sb, &plan, &systemd, &env);
     systemd.wait_for("READY=1", Duration::from_secs(20));
-    let since = Instant::now();
-    common::wait_for("keep-alives", Duration::from_secs(6), || {
-        systemd
-            .with("WATCHDOG=1")
-            .iter()
-            .filter(|n| n.at >= since)
-            .count()
-            >= 2
-    });
+    systemd.wait_keep_alives("keep-alives", 2);
 
     // The wall clock jumps ten minutes: the loop, asleep on its monotonic timer, is past its
     // heartbeat deadline until it next looks at the clock (at most 30 s later), exactly as a
@@ -228,15 +225,7 @@ fn the_watchdog_stops_while_a_loop_misses_its_heartbeat_and_resumes_after() {
     sidecar.wait_for("/healthz 200", Duration::from_secs(5), || {
         sidecar.get("/healthz").0 == 200
     });
-    let since = Instant::now();
-    common::wait_for("keep-alives again", Duration::from_secs(6), || {
-        systemd
-            .with("WATCHDOG=1")
-            .iter()
-            .filter(|n| n.at >= since)
-            .count()
-            >= 2
-    });
+    systemd.wait_keep_alives("keep-alives again", 2);
 }
 
 #[test]
