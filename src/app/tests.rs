@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::Path;
 
+use super::sidecar::ReloadCause;
 use super::*;
 use crate::testing::{self, FakeSts, Reply};
 

@@ -9,6 +9,7 @@ use crate::assume::Assumer;
 use crate::config::Config;
 use crate::source;
 
+mod files;
 mod hints;
 mod probes;
 
@@ -134,9 +135,9 @@ pub async fn run(config: &Config) -> Report {
             ));
         }
     }
-    checks.push(probes::output_directory(config));
-    checks.push(probes::output_files(config));
-    checks.extend(probes::clients(config));
+    checks.push(files::output_directory(config));
+    checks.push(files::output_files(config));
+    checks.extend(files::clients(config));
     checks.extend(probes::listen_addresses(config));
     Report::new(checks)
 }

@@ -1,4 +1,6 @@
-//! The files of the shared volume: one module per format, each file written atomically.
+//! The files of the shared volume: one module per format, each file written atomically, in
+//! each directory of `places` (the top level, and each client's); `layout` moves a reload from
+//! one set of directories to the next, and `writer` does the writes behind the lock.
 //!
 //! Writes are serialized by one mutex: `credentials` holds every role, so two refreshers must
 //! not render it at once, and each render reads the newest state so the last write wins with
@@ -11,6 +13,8 @@ pub mod atomic;
 pub mod container;
 pub mod env;
 pub mod ini;
+mod layout;
+mod places;
 pub mod process_json;
 mod read;
 mod writer;
@@ -25,10 +29,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::access::Issued;
-use crate::config::{ClientConfig, ClientName, OutputsConfig, Owner, RoleConfig, RoleName};
-use crate::credentials::Secret;
+use crate::config::{ClientConfig, OutputsConfig, Owner, RoleConfig, RoleName};
 use crate::state::State;
-use writer::{Place, Writer};
+pub use places::Layout;
+use places::{issued_to, Place};
+use writer::Writer;
 
 /// The mode of an output directory rolerelay creates: the files in it hold credentials, so
 /// other users may not even list it; the group may, as `file_mode` lets it read them.
@@ -305,49 +310,7 @@ impl Outputs {
         state: &State,
         now: SystemTime,
     ) -> Vec<WriteFailure> {
-        let mut writer = self.lock();
-        let old_roles: Vec<Vec<RoleName>> =
-            writer.places.iter().map(|p| writer.roles_of(p)).collect();
-        let mut places = vec![Place::top(&writer.config.directory)];
-        places.extend(layout.clients.iter().map(Place::client));
-        let old_places = std::mem::replace(&mut writer.places, places);
-        writer.roles = layout.roles.iter().map(|r| r.name.clone()).collect();
-        let mut failures = Vec::new();
-        for place in &mut writer.places {
-            place.token = issued_to(layout.tokens.as_deref(), place.client.as_ref());
-        }
-        for index in 0..writer.places.len() {
-            let place = &writer.places[index];
-            if !old_places.iter().any(|old| old.same(place)) {
-                if let Err(error) = prepare_dir(&place.dir, writer.config.owner) {
-                    failures.push(WriteFailure {
-                        output: Output::Config,
-                        path: place.dir.clone(),
-                        removing: false,
-                        error,
-                    });
-                }
-            }
-            failures.extend(writer.write_config(state, index));
-            let place = &writer.places[index];
-            failures.extend(writer.write_credentials(state, place, now));
-            // Only what is new here: a reload of many roles rewrites no file it need not.
-            let old = old_places.iter().position(|old| old.same(place));
-            let had = |role: &RoleName| old.is_some_and(|old| old_roles[old].contains(role));
-            for role in writer.roles_of(place).iter().filter(|role| !had(role)) {
-                failures.extend(writer.write_role_files(state, place, role, now));
-            }
-            let kept_token = old.is_some_and(|old| {
-                old_places[old].token == place.token && !old_places[old].token_failed
-            });
-            if !kept_token {
-                failures.extend(writer.write_token(state, index));
-            }
-        }
-        for (old, roles) in old_places.iter().zip(&old_roles) {
-            failures.extend(writer.remove_left(state, old, roles));
-        }
-        failures
+        self.lock().set_layout(layout, state, now)
     }
 
     /// Applies new settings (after a reload; the directory stays): removes the files of outputs
@@ -473,31 +436,8 @@ impl Outputs {
     }
 }
 
-/// The roles and clients of a reloaded configuration, with the tokens issued for it (none
-/// while the endpoint is off).
-#[derive(Clone, Debug)]
-pub struct Layout {
-    /// Every configured role.
-    pub roles: Vec<RoleConfig>,
-    /// The clients, each with its directory and roles.
-    pub clients: Vec<ClientConfig>,
-    /// The token of each directory that has one.
-    pub tokens: Option<Issued>,
-}
-
-/// The token `tokens` gives the directory of `client` (none: the top level).
-fn issued_to(
-    tokens: Option<&[(Option<ClientName>, Secret)]>,
-    client: Option<&ClientName>,
-) -> Option<Secret> {
-    tokens?
-        .iter()
-        .find(|(c, _)| c.as_ref() == client)
-        .map(|(_, token)| token.clone())
-}
-
 /// Creates `dir` if it is missing (see [`create_dir`]).
-fn prepare_dir(dir: &Path, owner: Option<Owner>) -> io::Result<()> {
+pub(super) fn prepare_dir(dir: &Path, owner: Option<Owner>) -> io::Result<()> {
     match dir.is_dir() {
         true => Ok(()),
         false => create_dir(dir, owner),

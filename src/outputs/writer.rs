@@ -2,86 +2,14 @@
 //! removing it in each directory, and keeping each outcome in the role's state.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
+use super::places::Place;
 use super::{atomic, env, ini, process_json, Output, WriteFailure};
-use crate::config::{ClientConfig, ClientName, OutputsConfig, RoleName};
-use crate::credentials::Secret;
+use crate::config::{OutputsConfig, RoleName};
 use crate::state::State;
-
-/// One directory the outputs go to: the top level (every role), or a client's (its roles).
-#[derive(Debug)]
-pub(super) struct Place {
-    /// The client; none for the top level.
-    pub(super) client: Option<ClientName>,
-    pub(super) dir: PathBuf,
-    /// A client's `{dir}` in its `config`; the top level's comes from the settings.
-    pub(super) app_dir: PathBuf,
-    /// A client's roles, in its order; none: every configured role.
-    pub(super) roles: Option<Vec<RoleName>>,
-    /// The endpoint token written here, once issued: rewritten when the mode or group change,
-    /// removed at exit.
-    pub(super) token: Option<Secret>,
-    /// The last write of the token file failed (and the place's roles record it).
-    pub(super) token_failed: bool,
-    /// The last write of `config` failed (and the place's roles record it).
-    pub(super) config_failed: bool,
-}
-
-impl Place {
-    /// The top level, `directory`.
-    pub(super) fn top(directory: &Path) -> Place {
-        Place::new(None, directory.to_path_buf(), PathBuf::new(), None)
-    }
-
-    /// A client's directory.
-    pub(super) fn client(client: &ClientConfig) -> Place {
-        Place::new(
-            Some(client.name.clone()),
-            client.directory.clone(),
-            client.app_dir().to_path_buf(),
-            Some(client.roles.clone()),
-        )
-    }
-
-    fn new(
-        client: Option<ClientName>,
-        dir: PathBuf,
-        app_dir: PathBuf,
-        roles: Option<Vec<RoleName>>,
-    ) -> Place {
-        Place {
-            client,
-            dir,
-            app_dir,
-            roles,
-            token: None,
-            token_failed: false,
-            config_failed: false,
-        }
-    }
-
-    /// Whether `role`'s files go here.
-    pub(super) fn has(&self, role: &RoleName) -> bool {
-        self.roles.as_ref().is_none_or(|roles| roles.contains(role))
-    }
-
-    /// Whether `other` is this place (the same client and directory): what it holds stays.
-    pub(super) fn same(&self, other: &Place) -> bool {
-        self.client == other.client && self.dir == other.dir
-    }
-
-    /// The key of this place's `output` in a role's `write_errors`: the output's label at the
-    /// top level, `<client>/<label>` in a client's directory.
-    pub(super) fn key(&self, output: Output) -> String {
-        match &self.client {
-            None => output.label().to_string(),
-            Some(client) => format!("{client}/{}", output.label()),
-        }
-    }
-}
 
 /// What the writes need to know, behind the outputs' lock.
 #[derive(Debug)]
@@ -269,53 +197,6 @@ impl Writer {
         failures
     }
 
-    /// Removes every file of `place` (a client that is gone, or moved): `credentials` first, so
-    /// that once a role's JSON is gone, its section is too; the token last.
-    pub(super) fn remove_place(&self, place: &Place, roles: &[RoleName]) -> Vec<WriteFailure> {
-        let mut failures = Vec::new();
-        let config = &self.config;
-        if let Some(name) = &config.credentials_file {
-            failures.extend(self.remove(place, Output::Credentials, name).err());
-        }
-        for role in roles {
-            failures.extend(self.remove_role_files(place, role));
-        }
-        if let Some(name) = &config.config_file {
-            failures.extend(self.remove(place, Output::Config, name).err());
-        }
-        if let (Some(name), Some(_)) = (&self.token_file, &place.token) {
-            failures.extend(self.remove(place, Output::Token, name).err());
-        }
-        failures
-    }
-
-    /// Removes from `old` (a place before a reload, which held `roles`) what is no longer
-    /// there: everything when the place is gone (a client removed or moved), else the files of
-    /// the roles it lost and a token it no longer has. Their write errors go with them.
-    pub(super) fn remove_left(
-        &self,
-        state: &State,
-        old: &Place,
-        roles: &[RoleName],
-    ) -> Vec<WriteFailure> {
-        let Some(now) = self.places.iter().find(|place| place.same(old)) else {
-            for role in roles {
-                forget_errors(state, role, old.client.as_ref());
-            }
-            return self.remove_place(old, roles);
-        };
-        let kept = self.roles_of(now);
-        let mut failures = Vec::new();
-        for role in roles.iter().filter(|role| !kept.contains(role)) {
-            forget_errors(state, role, old.client.as_ref());
-            failures.extend(self.remove_role_files(old, role));
-        }
-        if let (Some(name), Some(_), None) = (&self.token_file, &old.token, &now.token) {
-            failures.extend(self.remove(old, Output::Token, name).err());
-        }
-        failures
-    }
-
     /// Rewrites `config` and the token file of each place if someone deleted them or their last
     /// write failed; they change only at a start or a reload, so the next publication is when
     /// they come back.
@@ -390,10 +271,7 @@ impl Writer {
         };
         let config = &self.config;
         let roles = self.roles_of(place);
-        let app_dir = match place.client {
-            None => config.app_dir(),
-            Some(_) => &place.app_dir,
-        };
+        let app_dir = place.app_dir.as_deref().unwrap_or(config.app_dir());
         let default_role = config.default_role.as_ref().filter(|r| roles.contains(r));
         let body = ini::render_config(
             &roles,
@@ -482,20 +360,6 @@ fn record(state: &State, role: &RoleName, key: String, failure: Option<&WriteFai
             s.write_errors.remove(&key);
         }
     });
-}
-
-/// Forgets `role`'s write errors of the outputs of `client`'s directory (none: the top level's),
-/// which it no longer has there.
-pub(super) fn forget_errors(state: &State, role: &RoleName, client: Option<&ClientName>) {
-    state.update(role, |s| {
-        s.write_errors
-            .retain(|key, _| key_client(key) != client.map(ClientName::as_str))
-    });
-}
-
-/// The client of a `write_errors` key (see [`Place::key`]); none at the top level.
-pub(super) fn key_client(key: &str) -> Option<&str> {
-    key.split_once('/').map(|(client, _)| client)
 }
 
 /// The output label of a `write_errors` key.
