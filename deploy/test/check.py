@@ -24,6 +24,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 K8S = os.path.join(ROOT, "deploy", "kubernetes")
 MONITORING = os.path.join(K8S, "monitoring")
 OVERLAYS = os.path.join(ROOT, "deploy", "kubernetes-overlays")
+GRAFANA = os.path.join(ROOT, "deploy", "grafana")
 failures = []
 
 
@@ -98,6 +99,7 @@ def kubernetes(binary):
     metrics_port = int(effective.get("server", {}).get("listen", ":0").rsplit(":", 1)[1])
     network_policy(find(base, "NetworkPolicy"), pod, metrics_port)
     monitoring(builds["with-monitoring"], pod, pod["spec"])
+    dashboard(builds["with-monitoring"])
     pre_129(builds["pre-1.29"], sidecar, effective.get("outputs", {}).get("directory", "?"),
             [r["name"] for r in effective.get("roles", [])])
     pod_identity(builds["pod-identity"], find(base, "ServiceAccount"), find(base, "Namespace")["metadata"]["name"])
@@ -259,6 +261,49 @@ def monitoring(resources, pod, spec):
         check(r.returncode == 0, "promtool test rules (the alerts fire when they should)" + ("" if r.returncode == 0 else ": " + r.stdout + r.stderr))
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     check({"RolerelayCredentialsExpiringSoon", "RolerelayRefreshFailing", "RolerelayNotReady", "RolerelayDown"} <= alerts, "the four alerts exist")
+
+
+def dashboard(resources):
+    """deploy/grafana/rolerelay.json: a Grafana dashboard model whose every panel asks the chosen
+    Prometheus data source, filtered by the dashboard's variables; and its ConfigMap for the
+    Grafana sidecar. Its queries are run against a live Prometheus by tests/prometheus.rs."""
+    text = open(os.path.join(GRAFANA, "rolerelay.json")).read()
+    model = json.loads(text)
+    check(model.get("schemaVersion", 0) >= 39 and model.get("uid") == "rolerelay" and model.get("id") is None,
+          "the dashboard: a current schemaVersion, a fixed uid, no instance id")
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    check(variables.get("datasource", {}).get("type") == "datasource"
+          and variables["datasource"].get("query") == "prometheus", "the dashboard's datasource variable picks a Prometheus")
+    check({"job", "namespace", "pod", "role"} <= {n for n, v in variables.items() if v["type"] == "query"},
+          "the dashboard's job, namespace, pod and role variables")
+    panels = [p for p in model["panels"] if p["type"] != "row"]
+    ids = [p["id"] for p in model["panels"]]
+    check(len(ids) == len(set(ids)), "the dashboard's panel ids are unique")
+    data_source = {"type": "prometheus", "uid": "${datasource}"}
+    check(all(p.get("datasource") == data_source and p["targets"]
+              and all(t.get("datasource") == data_source and t.get("expr") for t in p["targets"]) for p in panels),
+          "every dashboard panel queries the ${datasource} variable")
+    filtered = all(all(f'{v}=~"${v}"' in t["expr"] for v in ("job", "namespace", "pod")) for p in panels for t in p["targets"])
+    check(filtered, "every dashboard query is filtered by $job, $namespace and $pod")
+    cells = set()
+    overlap = False
+    for p in model["panels"]:
+        g = p["gridPos"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                overlap |= (x, y) in cells or x >= 24
+                cells.add((x, y))
+    check(not overlap, "the dashboard's panels do not overlap and fit its 24 columns")
+    metrics = {re.sub(r"_bucket$", "", m) for m in re.findall(r"\brolerelay_[a-z_]+", text)}
+    documented = set(re.findall(r"`(rolerelay_[a-z_]+)`", open(os.path.join(ROOT, "docs", "reference.md")).read()))
+    check(metrics <= documented, "the dashboard uses only the documented metrics"
+          + "".join(f"; not {m}" for m in sorted(metrics - documented)))
+    maps = [r for r in resources if r["kind"] == "ConfigMap" and r["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    check(len(maps) == 1 and json.loads(maps[0]["data"]["rolerelay.json"]) == model,
+          "with-monitoring has the dashboard as a ConfigMap labelled grafana_dashboard: \"1\"")
+    alone = kustomize(GRAFANA)
+    check(alone is not None and [r["kind"] for r in alone] == ["ConfigMap"] and "namespace" not in alone[0]["metadata"],
+          "deploy/grafana alone builds the ConfigMap without a namespace (kubectl apply -k deploy/grafana -n <Grafana's>)")
 
 
 def pre_129(resources, sidecar, directory, roles):
