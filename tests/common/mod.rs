@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod imds;
+pub mod prometheus;
 pub mod proxy;
 pub mod reader;
 pub mod sidecar;
@@ -390,11 +391,30 @@ pub fn try_http_get(url: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok((status, body))
+}
+
+/// The body of a chunked HTTP/1.1 answer (Prometheus sends its larger answers so).
+fn dechunk(mut chunked: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, rest)) = chunked.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        body.push_str(&rest[..size]);
+        chunked = rest[size..].trim_start_matches("\r\n");
+    }
+    body
 }
 
 /// The value of one sample of `/metrics` text, by its full series name with labels in order.
