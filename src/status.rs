@@ -289,14 +289,9 @@ fn role_details(roles: &[Role]) -> String {
     let mut text = String::new();
     for role in roles {
         let name = clean(&role.name);
+        // The message starts with STS's code when there is one: `AccessDenied: User: …`.
         if let Some(e) = &role.last_error {
-            let what = e.code.as_deref().unwrap_or(&e.kind);
-            let line = format!(
-                "{name}: last error: {}: {}\n",
-                clean(what),
-                clean(&e.message)
-            );
-            text.push_str(&line);
+            text.push_str(&format!("{name}: last error: {}\n", clean(&e.message)));
         }
         for (output, message) in &role.write_errors {
             let line = format!(

@@ -15,7 +15,7 @@ const DOCUMENT: &str = r#"{
     {"name": "account-b", "ready": false, "not_ready_reason": "no credentials yet",
      "expiration": null, "next_refresh": "2026-12-02T17:00:04Z", "consecutive_failures": 3,
      "last_error": {"kind": "access_denied", "code": "AccessDenied",
-                    "message": "User: x is not authorized"},
+                    "message": "AccessDenied: User: x is not authorized"},
      "write_errors": {}},
     {"name": "c", "ready": false, "not_ready_reason": "the credentials output could not be written",
      "expiration": "2026-12-02T16:57:00Z", "next_refresh": "2026-12-02T16:59:00Z",
