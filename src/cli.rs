@@ -102,7 +102,7 @@ pub struct StatusArgs {
     /// The configuration the sidecar runs with, for its server.listen.
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Output format: text (tables for a person) or json (the document as the sidecar sent it).
+    /// Output format: text (tables for a person) or json (the document, pretty-printed).
     #[arg(long, env = "ROLERELAY_STATUS_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub format: String,
     /// How long to wait for the answer, like 2s.
