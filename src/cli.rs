@@ -33,12 +33,12 @@ pub enum Command {
     /// 1 otherwise. For health checks that restart or unroute: it fails for a wedged loop or
     /// expired credentials, not merely because STS fails while valid ones are held.
     Healthcheck(HealthcheckArgs),
-    /// Print a role's current credentials in credential_process JSON; exit 1 if missing or expired.
-    CredentialProcess(CredentialProcessArgs),
     /// Show a running sidecar's /status as a table: each role ready or why not, when its
     /// credentials expire and refresh, its last error; exit 0 if every role is ready, 1 if not,
     /// 2 if no sidecar answered.
     Status(StatusArgs),
+    /// Print a role's current credentials in credential_process JSON; exit 1 if missing or expired.
+    CredentialProcess(CredentialProcessArgs),
 }
 
 /// Arguments of `once`.
