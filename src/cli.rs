@@ -33,6 +33,10 @@ pub enum Command {
     /// 1 otherwise. For health checks that restart or unroute: it fails for a wedged loop or
     /// expired credentials, not merely because STS fails while valid ones are held.
     Healthcheck(HealthcheckArgs),
+    /// Show a running sidecar's /status as a table: each role ready or why not, when its
+    /// credentials expire and refresh, its last error; exit 0 if every role is ready, 1 if not,
+    /// 2 if no sidecar answered.
+    Status(StatusArgs),
     /// Print a role's current credentials in credential_process JSON; exit 1 if missing or expired.
     CredentialProcess(CredentialProcessArgs),
 }
@@ -84,6 +88,25 @@ pub struct HealthcheckArgs {
     pub config: ConfigArgs,
     /// How long to wait for the answer, like 2s.
     #[arg(long, env = "ROLERELAY_HEALTHCHECK_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sidecar's status server, like http://127.0.0.1:9090 (/status is added when the URL
+    /// has no path). Default: /status on server.listen of the configuration these flags name
+    /// (--config, --listen or their variables), else http://127.0.0.1:9090/status.
+    #[arg(long, env = "ROLERELAY_STATUS_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// The configuration the sidecar runs with, for its server.listen.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output format: text (tables for a person) or json (the document, pretty-printed).
+    #[arg(long, env = "ROLERELAY_STATUS_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
+    /// How long to wait for the answer, like 2s.
+    #[arg(long, env = "ROLERELAY_STATUS_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
 }
 

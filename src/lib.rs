@@ -28,6 +28,8 @@
 //!   `endpoint` (the container-credentials endpoint), reading a [`http::View`].
 //! - [`systemd`] — the `Type=notify` protocol of systemd units: READY, STATUS, WATCHDOG, STOPPING.
 //! - [`healthcheck`] — the `healthcheck` command's tiny HTTP client.
+//! - [`status`] — `rolerelay status`: a running sidecar's `/status` as tables, through that
+//!   client.
 //! - [`reload`] — watching the configuration file (ConfigMap symlink swaps included).
 //! - [`doctor`] — `rolerelay doctor`: each step of the path probed; hints give cause and fix.
 //! - [`app`] — the `run` and `once` commands: start the tasks, apply reloads, own the shutdown order.
@@ -54,6 +56,7 @@ pub mod schedule;
 pub mod shell;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod systemd;
 #[cfg(test)]
 mod testing;

@@ -4,9 +4,9 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rolerelay::cli::{Cli, Command, CredentialProcessArgs, HealthcheckArgs};
+use rolerelay::cli::{Cli, Command, CredentialProcessArgs, HealthcheckArgs, StatusArgs};
 use rolerelay::config::{Config, ConfigArgs, RoleName};
-use rolerelay::{app, clock, doctor, healthcheck, logging, outputs};
+use rolerelay::{app, clock, doctor, healthcheck, logging, outputs, status};
 
 /// Exit code for an invalid configuration or argument.
 const EXIT_CONFIG: u8 = 2;
@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         },
         Command::Healthcheck(args) => healthcheck(&args),
         Command::CredentialProcess(args) => credential_process(&args),
+        Command::Status(args) => status(&args),
     }
 }
 
@@ -120,6 +121,34 @@ fn healthcheck_url(args: &HealthcheckArgs) -> Result<String, String> {
     let listen =
         Config::server_listen(&args.config).map_err(|e| format!("configuration error: {e}"))?;
     Ok(healthcheck::default_url(listen))
+}
+
+/// `rolerelay status`: the sidecar's `/status` as text or JSON; exit 0 when every role is ready,
+/// 1 when one is not, 2 when no status document could be read (or the configuration is invalid).
+fn status(args: &StatusArgs) -> ExitCode {
+    let url = match &args.url {
+        Some(url) => status::status_url(url),
+        None => match Config::server_listen(&args.config) {
+            Ok(listen) => status::default_url(listen),
+            Err(e) => {
+                eprintln!("rolerelay status: configuration error: {e}");
+                return ExitCode::from(status::EXIT_UNREACHABLE);
+            }
+        },
+    };
+    match status::fetch(&url, args.timeout) {
+        Ok((document, body)) => {
+            match args.format.as_str() {
+                "json" => print_out(&status::render_json(&body)),
+                _ => print_out(&status::render_text(&document, &url)),
+            }
+            ExitCode::from(status::exit_code(&document))
+        }
+        Err(e) => {
+            eprintln!("rolerelay status: {e}");
+            ExitCode::from(status::EXIT_UNREACHABLE)
+        }
+    }
 }
 
 /// Loads the configuration (exit 2 with one line if invalid), starts logging, and runs `f`.
