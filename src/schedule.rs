@@ -75,17 +75,51 @@ pub fn next_refresh(
     jittered.min(latest).max(later(issued, MIN_INTERVAL))
 }
 
-/// How long to wait before retry number `failures` (1 for the first retry): "full jitter",
-/// a uniform pick in `[0, min(backoff_max, backoff_initial * 2^(failures-1))]`.
-///
+/// What a retry follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Any failure but a throttle: the network, STS refusing, a write.
+    Error,
+    /// STS's `Throttling`: the account's request quota is spent.
+    Throttled,
+}
+
+/// The first throttle's retry window, in multiples of `backoff_initial` (4 s by default).
+const THROTTLE_WINDOW: u32 = 4;
+
+/// How the throttle window grows with each throttle in a row.
+const THROTTLE_GROWTH: f64 = 1.5;
+
+/// How long to wait before retry number `failures` (1 for the first retry) after `failure`.
 /// `sample` is uniform in `[0, 1)`.
-pub fn backoff(policy: &Policy, failures: u32, sample: f64) -> Duration {
+///
+/// After an error: "full jitter", a uniform pick in `[0, min(backoff_max, backoff_initial *
+/// 2^(failures-1))]`: one sidecar whose STS call failed retries within a second.
+///
+/// After a throttle: the account's quota is spent, most often by many sidecars that started
+/// together (a fleet restarting). Retrying within the first second would meet that crowd again,
+/// and the retries themselves would keep the quota spent. The retry is spread over `[w/3, w]`,
+/// `w = min(backoff_max, 4 * backoff_initial * 1.5^(failures-1))`: wide from the first throttle,
+/// never at once, growing gently. The restart storm of `bench/fleet.py` chose these numbers
+/// (bench/RESULTS.md): 300 sidecars against a quota of 50/s.
+pub fn backoff(policy: &Policy, failure: Failure, failures: u32, sample: f64) -> Duration {
+    let sample = sample.clamp(0.0, 1.0);
     let exponent = failures.saturating_sub(1).min(30);
-    let ceiling = policy
-        .backoff_initial
-        .saturating_mul(1u32 << exponent)
-        .min(policy.backoff_max);
-    ceiling.mul_f64(sample.clamp(0.0, 1.0))
+    match failure {
+        Failure::Error => policy
+            .backoff_initial
+            .saturating_mul(1u32 << exponent)
+            .min(policy.backoff_max)
+            .mul_f64(sample),
+        Failure::Throttled => {
+            let window = policy
+                .backoff_initial
+                .saturating_mul(THROTTLE_WINDOW)
+                .mul_f64(THROTTLE_GROWTH.powi(exponent as i32).min(1e6))
+                .min(policy.backoff_max);
+            window.mul_f64((1.0 + 2.0 * sample) / 3.0)
+        }
+    }
 }
 
 /// The longest one refresh may take before the loop counts as wedged: each hop of `chain_len`
@@ -97,19 +131,19 @@ pub fn call_budget(timeout: Duration, chain_len: usize, grace: Duration) -> Dura
     timeout.saturating_mul(calls).saturating_add(grace)
 }
 
-/// When to retry after a failure at `now`, given the issue and expiry times of the credentials
-/// still held (if any).
+/// When to retry after the `failures`-th failure in a row at `now`, the last a `failure`, given
+/// the issue and expiry times of the credentials still held (if any).
 ///
 /// A retry is never scheduled after the credentials held now stop being fresh, so a long backoff
 /// cannot let valid credentials run out while STS is reachable again.
 pub fn next_retry(
     policy: &Policy,
     now: SystemTime,
-    failures: u32,
+    (failure, failures): (Failure, u32),
     sample: f64,
     held: Option<(SystemTime, SystemTime)>,
 ) -> SystemTime {
-    let at = later(now, backoff(policy, failures, sample));
+    let at = later(now, backoff(policy, failure, failures, sample));
     let fresh_until = held.and_then(|(issued, expiry)| {
         let lifetime = expiry.duration_since(issued).unwrap_or_default();
         expiry.checked_sub(policy.margin(lifetime))
@@ -208,18 +242,43 @@ mod tests {
     }
 
     #[test]
+    fn a_throttle_waits_a_third_to_all_of_a_window_of_4_s_growing_by_half_each_time() {
+        let p = policy();
+        let throttled = |n, sample| backoff(&p, Failure::Throttled, n, sample);
+        let millis = |d: Duration| d.as_millis();
+        assert_eq!(millis(throttled(1, 0.0)), 1333, "never at once");
+        assert_eq!(millis(throttled(1, 0.5)), 2666);
+        assert_eq!(millis(throttled(1, 0.999_999_999)), 3999);
+        assert_eq!(millis(throttled(2, 0.999_999_999)), 5999);
+        assert_eq!(millis(throttled(3, 0.0)), 3000);
+        assert_eq!(millis(throttled(3, 0.999_999_999)), 8999);
+        // Capped at backoff_max, and still spread below it.
+        assert_eq!(throttled(13, 0.999_999_999).as_secs(), 119);
+        assert_eq!(throttled(1000, 0.0), secs(40));
+        // The window scales with backoff_initial.
+        let fast = Policy {
+            backoff_initial: Duration::from_millis(100),
+            ..policy()
+        };
+        assert_eq!(
+            backoff(&fast, Failure::Throttled, 1, 1.0),
+            Duration::from_millis(400)
+        );
+    }
+
+    #[test]
     fn backoff_grows_exponentially_to_the_cap() {
         let p = policy();
-        let ceiling = |n| backoff(&p, n, 0.999_999_999);
+        let ceiling = |n| backoff(&p, Failure::Error, n, 0.999_999_999);
         assert_eq!(ceiling(1).as_secs(), 0); // 0.999.. of 1 s
         assert_eq!(ceiling(2).as_secs(), 1);
         assert_eq!(ceiling(4).as_secs(), 7);
         assert_eq!(ceiling(7).as_secs(), 63);
         assert_eq!(ceiling(8).as_secs(), 119);
         assert_eq!(ceiling(1000).as_secs(), 119);
-        assert_eq!(backoff(&p, 5, 0.0), Duration::ZERO);
-        assert_eq!(backoff(&p, 5, 0.5), secs(8));
-        assert_eq!(backoff(&p, 0, 1.0), secs(1));
+        assert_eq!(backoff(&p, Failure::Error, 5, 0.0), Duration::ZERO);
+        assert_eq!(backoff(&p, Failure::Error, 5, 0.5), secs(8));
+        assert_eq!(backoff(&p, Failure::Error, 0, 1.0), secs(1));
     }
 
     #[test]
@@ -228,20 +287,41 @@ mod tests {
         let now = at(1000);
         // Backoff would say 60 s; credentials stop being fresh at 3600 - 1200 = 2400: no change.
         assert_eq!(
-            next_retry(&p, now, 7, 60.0 / 64.0, Some((T0, at(3600)))),
+            next_retry(
+                &p,
+                now,
+                (Failure::Error, 7),
+                60.0 / 64.0,
+                Some((T0, at(3600)))
+            ),
             at(1060)
         );
         // Fresh only until 1030: retry then.
         assert_eq!(
-            next_retry(&p, now, 7, 60.0 / 64.0, Some((T0, at(2230)))),
+            next_retry(
+                &p,
+                now,
+                (Failure::Error, 7),
+                60.0 / 64.0,
+                Some((T0, at(2230)))
+            ),
             at(1030)
         );
         // Already past fresh: plain backoff.
         assert_eq!(
-            next_retry(&p, now, 7, 60.0 / 64.0, Some((T0, at(2000)))),
+            next_retry(
+                &p,
+                now,
+                (Failure::Error, 7),
+                60.0 / 64.0,
+                Some((T0, at(2000)))
+            ),
             at(1060)
         );
-        assert_eq!(next_retry(&p, now, 7, 60.0 / 64.0, None), at(1060));
+        assert_eq!(
+            next_retry(&p, now, (Failure::Error, 7), 60.0 / 64.0, None),
+            at(1060)
+        );
     }
 
     #[test]
@@ -267,7 +347,13 @@ mod tests {
         // 15 min credentials are due at 600 s.
         let now = at(580);
         assert_eq!(
-            next_retry(&p, now, 7, 60.0 / 64.0, Some((T0, T0 + minutes(15)))),
+            next_retry(
+                &p,
+                now,
+                (Failure::Error, 7),
+                60.0 / 64.0,
+                Some((T0, T0 + minutes(15)))
+            ),
             T0 + minutes(10)
         );
     }

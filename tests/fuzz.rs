@@ -11,7 +11,7 @@ use rolerelay::config::values::sanitize_session_name;
 use rolerelay::config::{
     Config, ConfigArgs, HumanDuration, RoleName, SessionTemplate, TemplateVars,
 };
-use rolerelay::schedule::{self, Policy};
+use rolerelay::schedule::{self, Failure, Policy};
 
 fn load(text: &str) -> Result<Config, rolerelay::config::ConfigError> {
     let vars = TemplateVars {
@@ -50,8 +50,11 @@ fn runs_without_a_panic(c: &Config) {
             let _ = later(now, budget);
         }
         for failures in [0, 1, 31, 64, u32::MAX] {
-            let _ = schedule::backoff(&policy, failures, 0.999);
-            let _ = schedule::next_retry(&policy, now, failures, 0.999, Some((now, now)));
+            for failure in [Failure::Error, Failure::Throttled] {
+                let _ = schedule::backoff(&policy, failure, failures, 0.999);
+                let after = (failure, failures);
+                let _ = schedule::next_retry(&policy, now, after, 0.999, Some((now, now)));
+            }
         }
         if let Some(max) = c.refresh.max_interval {
             let _ = later(now, max.0);

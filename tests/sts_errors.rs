@@ -185,3 +185,54 @@ fn once_retries_a_transient_error_by_default_and_fails_at_once_with_retry_for_ze
         "{stderr}"
     );
 }
+
+/// The gaps between the proxy's arrivals, in order.
+fn gaps(proxy: &Proxy) -> Vec<Duration> {
+    let arrivals = proxy.arrivals();
+    arrivals.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[test]
+fn a_throttled_role_waits_at_least_a_third_of_a_window_that_grows_by_half() {
+    // With backoff_initial 250ms the throttle windows are 1 s, 1.5 s, 2.25 s: a retry comes no
+    // sooner than a third of each. (An error other than a throttle may retry at once.)
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let proxy = Proxy::start(
+        moto.port,
+        Arc::new(|_: &str| Action::Reply(400, sts_error("Throttling", "Rate exceeded"))),
+    );
+    let refresh = "refresh:\n  backoff_initial: 250ms\n  backoff_max: 1m\n";
+    let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], refresh);
+    sidecar.wait_for("four throttled attempts", Duration::from_secs(30), || {
+        proxy.count() >= 4
+    });
+    let least = [333, 500, 750].map(Duration::from_millis);
+    for (gap, least) in gaps(&proxy).iter().zip(least) {
+        assert!(
+            *gap >= least,
+            "a retry after {gap:?}, sooner than {least:?}"
+        );
+    }
+    assert_eq!(sidecar.errors("a", "throttled"), proxy.count() as f64);
+
+    // `once --retry-for` waits the same way between its rounds.
+    let proxy = Proxy::start(
+        moto.port,
+        Arc::new(|_: &str| Action::Reply(400, sts_error("Throttling", "Rate exceeded"))),
+    );
+    let plan = Sidecar::plan(&sb, &proxy.url);
+    let config = sb.write("once.yaml", &plan.config(&["a"], refresh));
+    let mut once = sb.rolerelay();
+    once.args(["once", "--retry-for", "3s", "--config"])
+        .arg(config);
+    let (exit, _, stderr) = run(once);
+    assert_eq!(exit.code(), Some(1), "{stderr}");
+    assert!(proxy.count() >= 2, "{stderr}");
+    for (gap, least) in gaps(&proxy).iter().zip(least) {
+        assert!(
+            *gap >= least,
+            "once retried after {gap:?}, sooner than {least:?}"
+        );
+    }
+}

@@ -22,7 +22,7 @@ use crate::http::{self, status, View};
 use crate::metrics::Metrics;
 use crate::outputs::{Outputs, Prepared, WriteFailure};
 use crate::refresher::{RefreshError, RoleLoop};
-use crate::schedule::{self, Policy};
+use crate::schedule::{self, Failure, Policy};
 use crate::source;
 use crate::state::State;
 use crate::systemd::{self, Notifier};
@@ -282,7 +282,13 @@ async fn once_retrying(
         if failed.is_empty() || left.is_zero() {
             return Ok(failed);
         }
-        let wait = schedule::backoff(&ctx.settings().policy, attempts, fastrand::f64());
+        // Throttled roles wait for the throttle's window: a fleet of init containers restarting
+        // together would otherwise keep the account's quota spent.
+        let failure = match failed.iter().any(|(_, e)| e.is_throttle()) {
+            true => Failure::Throttled,
+            false => Failure::Error,
+        };
+        let wait = schedule::backoff(&ctx.settings().policy, failure, attempts, fastrand::f64());
         info!(
             roles = failed.len(),
             retry_in_ms = wait.min(left).as_millis() as u64,

@@ -11,14 +11,14 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::assume::{AssumeError, Assumed};
+use crate::assume::{AssumeError, Assumed, ErrorKind};
 use crate::clock::later;
 use crate::config::{HumanDuration, RoleConfig, ONE_HOUR};
 use crate::context::Context;
 use crate::credentials::rfc3339;
 use crate::metrics::Attempt;
 use crate::outputs::{container, WriteFailure};
-use crate::schedule;
+use crate::schedule::{self, Failure};
 
 /// The longest the loop sleeps before it looks at the wall clock again.
 pub const WALL_CLOCK_CHECK: Duration = Duration::from_secs(30);
@@ -35,6 +35,13 @@ pub enum RefreshError {
     /// Credentials were received but some outputs could not be written.
     #[error("{}", .0.iter().map(|f| format!("{}: {f}", f.output)).collect::<Vec<_>>().join("; "))]
     Write(Vec<WriteFailure>),
+}
+
+impl RefreshError {
+    /// Whether STS refused for its request quota (`Throttling`).
+    pub fn is_throttle(&self) -> bool {
+        matches!(self, RefreshError::Assume(e) if e.kind == ErrorKind::Throttled)
+    }
 }
 
 /// The duration to request first: a chained role cannot get more than an hour, so ask for at
@@ -234,7 +241,12 @@ impl RoleLoop {
                         .get(name)
                         .map_or(1, |s| s.consecutive_failures.max(1));
                     let held_times = held.as_ref().map(|c| (c.issued, c.expiration));
-                    schedule::next_retry(&policy, now, failures, fastrand::f64(), held_times)
+                    let failure = match result {
+                        Err(e) if e.is_throttle() => Failure::Throttled,
+                        _ => Failure::Error,
+                    };
+                    let after = (failure, failures);
+                    schedule::next_retry(&policy, now, after, fastrand::f64(), held_times)
                 }
             };
         }
@@ -245,9 +257,10 @@ impl RoleLoop {
         };
         let next = match self.write_failures {
             0 => self.refresh_at,
-            n => self
-                .refresh_at
-                .min(later(now, schedule::backoff(&policy, n, fastrand::f64()))),
+            n => self.refresh_at.min(later(
+                now,
+                schedule::backoff(&policy, Failure::Error, n, fastrand::f64()),
+            )),
         };
         ctx.state.set_next_refresh(name, next);
         Wake {
