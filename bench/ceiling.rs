@@ -33,7 +33,7 @@ fn main() -> std::io::Result<()> {
             let listener = TcpListener::bind(&addr).await?;
             let body = Bytes::from(vec![b'x'; BODY_SIZE]);
             let route = warp::any().map(move || warp::reply::Response::new(body.clone().into()));
-            rolerelay::http::serve(listener, route, std::future::pending()).await;
+            rolerelay::http::serve_routes(listener, route, std::future::pending()).await;
             Ok(())
         });
     }

@@ -218,7 +218,7 @@ async fn start_servers(
         listener.local_addr().unwrap_or(configured)
     };
     info!(listen = %bound(&status_listener, config.server.listen), "serving /healthz /readyz /servingz /metrics /status");
-    servers.spawn(http::serve(
+    servers.spawn(http::serve_routes(
         status_listener,
         status::routes(view.clone()),
         until_stopped(stopped.clone()),
@@ -237,7 +237,7 @@ async fn start_servers(
             "serving the container-credentials endpoint at /v1/credentials/<role>");
         servers.spawn(http::serve(
             listener,
-            endpoint::routes(Endpoint {
+            endpoint::service(Endpoint {
                 view,
                 access: access.clone(),
             }),

@@ -8,13 +8,16 @@
 //! its own roles only (403 for any other), and every answer is logged once, for the audit.
 
 use std::convert::Infallible;
+use std::future::{ready, Ready};
 use std::sync::Arc;
 
+use hyper::body::Incoming;
+use hyper::service::{service_fn, Service};
+use hyper::Request;
 use tracing::info;
-use warp::http::{HeaderMap, Method, StatusCode};
-use warp::path::FullPath;
+use warp::http::header::AUTHORIZATION;
+use warp::http::{Method, StatusCode};
 use warp::reply::Response;
-use warp::Filter;
 
 use super::{bytes_response, json, not_found, View};
 use crate::access::{Access, Decision};
@@ -43,28 +46,28 @@ pub struct Endpoint {
     pub access: Arc<Access>,
 }
 
-/// The endpoint's one route: every request is answered, counted and (with clients) logged here;
-/// anything but `GET /v1/credentials/<role>` is 404.
-pub fn routes(
+/// The endpoint as a plain hyper service: every request is answered, counted and (with
+/// clients) logged here; anything but `GET /v1/credentials/<role>` is 404. One path needs no
+/// routing framework, and SDKs ask it often: no filter chain, no copy of the headers.
+pub fn service(
     endpoint: Endpoint,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let endpoint = warp::any().map(move || endpoint.clone());
-    warp::method()
-        .and(warp::path::full())
-        .and(warp::header::headers_cloned())
-        .and(endpoint)
-        .map(
-            |method: Method, path: FullPath, headers: HeaderMap, endpoint: Endpoint| {
-                let auth = headers
-                    .get("authorization")
-                    .and_then(|value| value.to_str().ok());
-                let role = (method == Method::GET)
-                    .then(|| path.as_str().strip_prefix(CREDENTIALS_PATH))
-                    .flatten()
-                    .filter(|role| !role.is_empty() && !role.contains('/'));
-                answer(&endpoint, role, auth)
-            },
-        )
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = Ready<Result<Response, Infallible>>,
+> + Clone {
+    service_fn(move |request: Request<Incoming>| {
+        let auth = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        let role = (request.method() == Method::GET)
+            .then(|| request.uri().path().strip_prefix(CREDENTIALS_PATH))
+            .flatten()
+            .filter(|role| !role.is_empty() && !role.contains('/'));
+        ready(Ok(answer(&endpoint, role, auth)))
+    })
 }
 
 /// The answer to a request for `role` (none: any other path or method) carrying `auth`.

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::Service;
+use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -76,20 +79,36 @@ pub fn not_found() -> Response {
     )
 }
 
-/// Serves `routes` over HTTP/1.1 on `listener` until `shutdown` completes; then stops accepting
-/// and lets the requests in flight finish.
-///
-/// warp's own server also speaks HTTP/2, which no credential client asks a sidecar for; serving
-/// the filter with hyper's HTTP/1 connection keeps that code out of the binary, and bounds how
-/// long a client may take to send its headers.
-pub async fn serve<F>(
+/// Serves the warp `routes` (the status server's) with [`serve`].
+pub async fn serve_routes<F>(
     listener: TcpListener,
     routes: F,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
-    let service = TowerToHyperService::new(warp::service(routes));
+    serve(
+        listener,
+        TowerToHyperService::new(warp::service(routes)),
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves `service` over HTTP/1.1 on `listener` until `shutdown` completes; then stops accepting
+/// and lets the requests in flight finish.
+///
+/// warp's own server also speaks HTTP/2, which no credential client asks a sidecar for; serving
+/// the filter with hyper's HTTP/1 connection keeps that code out of the binary, and bounds how
+/// long a client may take to send its headers.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    S: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
