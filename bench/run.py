@@ -3,8 +3,9 @@
 physical floor, on this machine, against a local moto STS. Prints a table and writes
 bench/RESULTS.md. Not a pass/fail test: the goals are reported, met or not.
 
-Usage: bench/run.py [--smoke] [--binary PATH] [--ceiling PATH]
-  --smoke    a few seconds of each, to check the benchmark itself runs (CI)
+Usage: bench/run.py [--smoke] [--binary PATH] [--ceiling PATH] [--sts PATH] [--storm-1000]
+  --smoke       a few seconds of each, to check the benchmark itself runs (CI)
+  --storm-1000  the restart storm with 1,000 processes too (about 8 GiB of RSS)
 """
 
 import argparse
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+import fleet
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -299,7 +302,38 @@ class Bench:
         self.row(f"{roles} roles: RSS per added role", f"{per_role:.1f} KiB", f"total {rss / 1024:.1f} MiB", "",
                  "<= 4 KiB", per_role <= 4)
 
-    # 6. Size.
+    # 6. Fleet scale, against the STS stand-in (bench/sts.rs), where moto would be the limit.
+    def many_roles(self):
+        fleet.check_stand_in(self.args.sts)
+        n, latency = (200, "5ms") if self.args.smoke else (10000, "5ms")
+        r = fleet.roles(self.args.binary, self.args.sts, n, latency)
+        self.row(f"{n} roles, STS 5 ms: time until all ready", f"{r['took']:.2f} s",
+                 f"bound {r['bound']:.2f} s", f"{r['took'] / r['bound']:.2f}x", "<= 1.25x (N x latency / 16)",
+                 r["took"] <= 1.25 * r["bound"])
+        self.row(f"{n} roles: RSS per added role", f"{r['per_role_kib']:.1f} KiB",
+                 f"total {r['rss_kib_all'] / 1024:.1f} MiB", "", "<= 8 KiB", r["per_role_kib"] <= 8)
+
+    def storms(self):
+        sizes = [(20, 10)] if self.args.smoke else [(300, 50)] + ([(1000, 50)] if self.args.storm_1000 else [])
+        self.storm_results = []
+        for n, rate in sizes:
+            result = fleet.storm(self.args.binary, self.args.sts, n, rate, rate)
+            s = fleet.summary(result)
+            self.storm_results.append((n, result))
+            last = f"{s['last_ready']:.1f} s" if s["all_ready"] else f"{sum(t is not None for t in result['ready'])}/{n} ready"
+            self.row(f"storm: {n} processes, quota {rate}/s: last ready", last, f"ideal {s['ideal']:.1f} s",
+                     f"{s['last_ready'] / s['ideal']:.2f}x" if s["all_ready"] else "", "<= 2x the ideal",
+                     s["all_ready"] and s["last_ready"] <= 2 * s["ideal"])
+            self.row("  STS calls (throttled)", f"{s['calls']} ({s['throttled']})", f"{n} processes",
+                     f"{s['calls_per_process']:.2f}/process", "<= 2 per process", s["calls_per_process"] <= 2)
+            self.row("  processes that stopped", str(s["stopped"]), "", "", "none", s["stopped"] == 0)
+        if not self.args.smoke:
+            try:
+                fleet.plot([(f"{n} processes", r) for n, r in self.storm_results], os.path.join(ROOT, "bench", "storm.png"))
+            except ImportError:
+                print("matplotlib is missing: no bench/storm.png (bench/run installs it)")
+
+    # 7. Size.
     def size(self):
         size = os.path.getsize(self.args.binary) / 1e6
         self.row("release binary (stripped)", f"{size:.2f} MB", os.path.basename(self.args.binary), "", "<= 5 MB", size <= 5)
@@ -322,6 +356,8 @@ def main():
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "rolerelay"))
     parser.add_argument("--ceiling", default=os.path.join(ROOT, "target", "release", "examples", "ceiling"))
+    parser.add_argument("--sts", default=os.path.join(ROOT, "target", "release", "examples", "sts"))
+    parser.add_argument("--storm-1000", action="store_true")
     parser.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     args = parser.parse_args()
     bench = Bench(args)
@@ -332,6 +368,8 @@ def main():
         bench.idle()
         bench.endpoint()
         bench.scale()
+        bench.many_roles()
+        bench.storms()
         bench.size()
     finally:
         bench.close()
