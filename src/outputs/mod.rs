@@ -247,8 +247,23 @@ impl Outputs {
         role: &RoleName,
         now: SystemTime,
     ) -> Vec<WriteFailure> {
-        // Numbered after the caller put the credentials in the state, before taking the lock.
-        let number = self.publications.fetch_add(1, Ordering::SeqCst) + 1;
+        self.publish_numbered(state, role, now, self.number_publication())
+    }
+
+    /// Numbers a publication: after the caller put the credentials in the state, before its
+    /// write. A `credentials` written later covers it (`Writer::credentials_upto`).
+    fn number_publication(&self) -> u64 {
+        self.publications.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// [`Outputs::blocking_publish`] of a publication already numbered.
+    fn publish_numbered(
+        &self,
+        state: &State,
+        role: &RoleName,
+        now: SystemTime,
+        number: u64,
+    ) -> Vec<WriteFailure> {
         let mut writer = self.lock();
         let mut failures = writer.write_role_everywhere(state, role, now);
         if writer.credentials_upto < number {
@@ -259,6 +274,10 @@ impl Outputs {
     }
 
     /// [`Outputs::blocking_publish`] on the blocking pool.
+    ///
+    /// Numbered before it waits for a blocking thread: when many roles succeed together (a
+    /// start with thousands of roles), the first `credentials` written covers every one queued
+    /// by then, instead of one rewrite of the whole file per few roles.
     pub async fn publish(
         self: &Arc<Self>,
         state: &State,
@@ -266,7 +285,8 @@ impl Outputs {
         now: SystemTime,
     ) -> Vec<WriteFailure> {
         let (state, role) = (state.clone(), role.clone());
-        self.in_background(move |outputs| outputs.blocking_publish(&state, &role, now))
+        let number = self.number_publication();
+        self.in_background(move |outputs| outputs.publish_numbered(&state, &role, now, number))
             .await
     }
 

@@ -209,6 +209,47 @@ fn publish_writes_every_format_and_withdraw_removes_them() {
 }
 
 #[test]
+fn one_credentials_rewrite_covers_every_publication_numbered_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a"), role("b"), role("c")];
+    let state = State::new(&roles, None);
+    let outputs = Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[]);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    // Three roles succeed together; all are numbered before the first write runs (as
+    // `publish` numbers them before they wait for a blocking thread).
+    let numbers: Vec<u64> = ["a", "b", "c"]
+        .iter()
+        .map(|r| {
+            let letter = r.to_uppercase().chars().next().unwrap();
+            state.update(&name(r), |s| s.credentials = Some(Arc::new(creds(letter))));
+            outputs.number_publication()
+        })
+        .collect();
+    assert!(outputs
+        .publish_numbered(&state, &name("a"), now, numbers[0])
+        .is_empty());
+    let ini = std::fs::read_to_string(tmp.path().join("credentials")).unwrap();
+    assert!(ini.contains("[a]") && ini.contains("[b]") && ini.contains("[c]"));
+    // b's and c's writes find their sections written: `credentials` is not rewritten.
+    std::fs::write(tmp.path().join("credentials"), "left alone").unwrap();
+    for (r, number) in [("b", numbers[1]), ("c", numbers[2])] {
+        assert!(outputs
+            .publish_numbered(&state, &name(r), now, number)
+            .is_empty());
+        assert!(tmp.path().join(format!("{r}.json")).exists());
+    }
+    let ini = std::fs::read_to_string(tmp.path().join("credentials")).unwrap();
+    assert_eq!(ini, "left alone");
+    // A publication numbered after that write rewrites it.
+    let number = outputs.number_publication();
+    assert!(outputs
+        .publish_numbered(&state, &name("a"), now, number)
+        .is_empty());
+    let ini = std::fs::read_to_string(tmp.path().join("credentials")).unwrap();
+    assert!(ini.contains("[a]"));
+}
+
+#[test]
 fn a_failed_write_is_reported_and_remembered() {
     let tmp = tempfile::tempdir().unwrap();
     let roles = [role("a")];
