@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer};
 
+use crate::config::one_line;
 use crate::healthcheck::{self, HealthcheckError};
 
 /// The path of the status document on `server.listen`.
@@ -185,12 +186,12 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<(Document, String), StatusE
     if status != "200" {
         return Err(StatusError::Status {
             url: url.to_string(),
-            status: clean(&status),
+            status: one_line(&status),
         });
     }
     let document = serde_json::from_str(&body).map_err(|e| StatusError::NotStatus {
         url: url.to_string(),
-        why: clean(&e.to_string()),
+        why: one_line(&e.to_string()),
     })?;
     Ok((document, body))
 }
@@ -216,7 +217,7 @@ pub fn render_json(body: &str) -> String {
 
 /// `--format text`: a summary line, the roles' table with their errors below it, the clients'
 /// table and the last reload. Every time is relative to the document's own `time`, so a clock
-/// that differs on this side does not matter; every string from the server is [`clean`]ed.
+/// that differs on this side does not matter; every string from the server is escaped by [`one_line`].
 pub fn render_text(document: &Document, url: &str) -> String {
     let now = document.time;
     let ready = document.roles.iter().filter(|r| r.ready).count();
@@ -227,8 +228,8 @@ pub fn render_text(document: &Document, url: &str) -> String {
     };
     let mut text = format!(
         "rolerelay {} at {}: {summary}\n",
-        clean(&document.version),
-        clean(url)
+        one_line(&document.version),
+        one_line(url)
     );
     if !document.roles.is_empty() {
         text.push('\n');
@@ -262,18 +263,18 @@ fn roles_table(roles: &[Role], now: SystemTime) -> String {
     let rows = roles.iter().map(|role| {
         let state = match (&role.not_ready_reason, role.ready) {
             (_, true) => "ready".to_string(),
-            (Some(reason), false) => format!("not ready: {}", clean(reason)),
+            (Some(reason), false) => format!("not ready: {}", one_line(reason)),
             (None, false) => "not ready".to_string(),
         };
         let last_error = role
             .last_error
             .as_ref()
             .map_or("-".to_string(), |e| match &e.code {
-                Some(code) => format!("{} ({})", clean(&e.kind), clean(code)),
-                None => clean(&e.kind),
+                Some(code) => format!("{} ({})", one_line(&e.kind), one_line(code)),
+                None => one_line(&e.kind),
             });
         vec![
-            clean(&role.name),
+            one_line(&role.name),
             state,
             relative(&role.expiration, now, expires_in),
             relative(&role.next_refresh, now, refresh_in),
@@ -288,16 +289,16 @@ fn roles_table(roles: &[Role], now: SystemTime) -> String {
 fn role_details(roles: &[Role]) -> String {
     let mut text = String::new();
     for role in roles {
-        let name = clean(&role.name);
+        let name = one_line(&role.name);
         // The message starts with STS's code when there is one: `AccessDenied: User: …`.
         if let Some(e) = &role.last_error {
-            text.push_str(&format!("{name}: last error: {}\n", clean(&e.message)));
+            text.push_str(&format!("{name}: last error: {}\n", one_line(&e.message)));
         }
         for (output, message) in &role.write_errors {
             let line = format!(
                 "{name}: write error ({}): {}\n",
-                clean(output),
-                clean(message)
+                one_line(output),
+                one_line(message)
             );
             text.push_str(&line);
         }
@@ -311,12 +312,12 @@ fn clients_table(clients: &[Client], now: SystemTime) -> String {
         let fetches: Vec<String> = client
             .last_fetch
             .iter()
-            .map(|(role, at)| format!("{} {}", clean(role), relative_to(at, now, ago)))
+            .map(|(role, at)| format!("{} {}", one_line(role), relative_to(at, now, ago)))
             .collect();
         vec![
-            clean(&client.name),
-            clean(&client.directory),
-            clean(&client.roles.join(", ")),
+            one_line(&client.name),
+            one_line(&client.directory),
+            one_line(&client.roles.join(", ")),
             if fetches.is_empty() {
                 "never".to_string()
             } else {
@@ -330,11 +331,11 @@ fn clients_table(clients: &[Client], now: SystemTime) -> String {
 fn reload_line(reload: &Reload, now: SystemTime) -> String {
     let when = relative(&reload.time, now, ago);
     let mut line = match &reload.error {
-        Some(error) => format!("last reload: error {when}: {}", clean(error)),
+        Some(error) => format!("last reload: error {when}: {}", one_line(error)),
         None => format!("last reload: success {when}"),
     };
     if !reload.restart_needed.is_empty() {
-        let keys = clean(&reload.restart_needed.join(", "));
+        let keys = one_line(&reload.restart_needed.join(", "));
         line.push_str(&format!("; restart needed for {keys}"));
     }
     line.push('\n');
@@ -410,7 +411,7 @@ fn relative(at: &Option<String>, now: SystemTime, show: fn(When) -> String) -> S
 fn relative_to(at: &str, now: SystemTime, show: fn(When) -> String) -> String {
     match humantime::parse_rfc3339(at) {
         Ok(at) => show(when(at, now)),
-        Err(_) => clean(at),
+        Err(_) => one_line(at),
     }
 }
 
@@ -430,25 +431,6 @@ pub fn short(d: Duration) -> String {
         }
     }
     text
-}
-
-/// `s` with control characters and bidirectional overrides escaped (`\u{1b}`, `\n`): a string
-/// from the server (an STS message, a path) must not move the cursor or recolour the terminal,
-/// nor break a line of the table.
-pub fn clean(s: &str) -> String {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if !s.contains(unsafe_char) {
-        return s.to_string();
-    }
-    s.chars()
-        .map(|c| match unsafe_char(c) {
-            true => c.escape_debug().to_string(),
-            false => c.to_string(),
-        })
-        .collect()
 }
 
 /// `host:port` of an `http://` URL, for the messages.

@@ -186,6 +186,14 @@ fn once_retries_a_transient_error_by_default_and_fails_at_once_with_retry_for_ze
     );
 }
 
+/// A proxy that answers every request with STS's `Throttling`.
+fn throttling(moto: &Moto) -> Proxy {
+    Proxy::start(
+        moto.port,
+        Arc::new(|_: &str| Action::Reply(400, sts_error("Throttling", "Rate exceeded"))),
+    )
+}
+
 /// The gaps between the proxy's arrivals, in order.
 fn gaps(proxy: &Proxy) -> Vec<Duration> {
     let arrivals = proxy.arrivals();
@@ -198,10 +206,7 @@ fn a_throttled_role_waits_at_least_a_third_of_a_window_that_grows_by_half() {
     // sooner than a third of each. (An error other than a throttle may retry at once.)
     let moto = Moto::start();
     let sb = Sandbox::new();
-    let proxy = Proxy::start(
-        moto.port,
-        Arc::new(|_: &str| Action::Reply(400, sts_error("Throttling", "Rate exceeded"))),
-    );
+    let proxy = throttling(&moto);
     let refresh = "refresh:\n  backoff_initial: 250ms\n  backoff_max: 1m\n";
     let sidecar = Sidecar::start(&sb, &proxy.url, &["a"], refresh);
     sidecar.wait_for("four throttled attempts", Duration::from_secs(30), || {
@@ -217,10 +222,7 @@ fn a_throttled_role_waits_at_least_a_third_of_a_window_that_grows_by_half() {
     assert_eq!(sidecar.errors("a", "throttled"), proxy.count() as f64);
 
     // `once --retry-for` waits the same way between its rounds.
-    let proxy = Proxy::start(
-        moto.port,
-        Arc::new(|_: &str| Action::Reply(400, sts_error("Throttling", "Rate exceeded"))),
-    );
+    let proxy = throttling(&moto);
     let plan = Sidecar::plan(&sb, &proxy.url);
     let config = sb.write("once.yaml", &plan.config(&["a"], refresh));
     let mut once = sb.rolerelay();

@@ -337,16 +337,18 @@ impl Config {
     }
 }
 
-/// `text` with its control characters (newlines above all) escaped, so that text from outside
-/// (a file, an STS reply) cannot start a line of its own in an error or a log.
+/// `text` with its control characters (newlines above all) and bidirectional overrides escaped,
+/// so that text from outside (a file, an STS reply, a sidecar's `/status`) cannot start a line
+/// of its own in an error, a log or a table, move a terminal's cursor, or read backwards.
 pub fn one_line(text: &str) -> String {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
     text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
+        .map(|c| match unsafe_char(c) {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
         })
         .collect()
 }

@@ -122,10 +122,13 @@ fn every_role_ready_exits_0_any_not_ready_or_none_exits_1() {
 }
 
 #[test]
-fn control_characters_from_the_server_are_escaped_everywhere() {
-    assert_eq!(clean("plain: ✓ ä"), "plain: ✓ ä");
-    assert_eq!(clean("a\u{1b}[31mred\nb\r\t"), "a\\u{1b}[31mred\\nb\\r\\t");
-    assert_eq!(clean("\u{202e}gnp.exe"), "\\u{202e}gnp.exe");
+fn control_characters_and_bidi_overrides_from_the_server_are_escaped_everywhere() {
+    assert_eq!(one_line("plain: ✓ ä"), "plain: ✓ ä");
+    assert_eq!(
+        one_line("a\u{1b}[31mred\nb\r\t"),
+        "a\\u{1b}[31mred\\nb\\r\\t"
+    );
+    assert_eq!(one_line("\u{202e}gnp.exe"), "\\u{202e}gnp.exe");
     let hostile = DOCUMENT
         .replace("User: x", "User: \\u001b]0;owned\\u0007x")
         .replace("/reports", "/rep\\norts")
