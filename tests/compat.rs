@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use clients::{Cli, Sdk};
 use common::sidecar::ACCOUNT;
-use matrix::{generations, record, Delivery, Stage, ASSUMED, ROLE};
+use matrix::{generations, record, Delivery, Stage, ASSUMED};
 
 /// How long a client that refreshes runs: a dozen rotations, and four or more lifetimes of Go's
 /// `credential_process` credentials (`matrix::LIFETIME`).
@@ -129,13 +129,16 @@ fn each_command_takes_the_current_generation(name: &str, cli: Cli, delivery: Del
     let mut used: Vec<String> = Vec::new();
     for _ in 0..GENERATIONS {
         let last = used.last().cloned();
+        // Waits on the file the delivery reads: `<role>.json` is renamed into place before
+        // `<role>.env` and `credentials`, and the shell that sources `.env` reads it at once.
+        // A rotation between this check and the read leaves it on this generation or a newer one.
         stage
             .sidecar
             .wait_for("a new generation", Duration::from_secs(10), || {
-                Some(stage.sidecar.key_id(ROLE)) != last
+                stage
+                    .published_key(delivery)
+                    .is_some_and(|key| Some(key) != last)
             });
-        // The CLI takes most of a second to start: by the time it reads, every output holds the
-        // generation `<role>.json` shows (they are written one after the other, in milliseconds).
         let before = stage.signers().len();
         let out = cli.call(&stage, delivery);
         assert!(

@@ -144,6 +144,22 @@ impl Stage {
         cmd
     }
 
+    /// The access key id in the file `delivery` reads: `<role>.env`, `credentials`, or
+    /// `<role>.json` for the endpoint and `credential_process` (both serve the sidecar's current
+    /// generation, which `<role>.json` is written from first). None while a file is missing.
+    pub fn published_key(&self, delivery: Delivery) -> Option<String> {
+        let out = &self.sidecar.out;
+        let (file, prefix) = match delivery {
+            Delivery::EnvFile => (format!("{ROLE}.env"), "AWS_ACCESS_KEY_ID="),
+            Delivery::CredentialsFile => ("credentials".to_string(), "aws_access_key_id = "),
+            _ => return Some(self.sidecar.key_id(ROLE)),
+        };
+        let text = std::fs::read_to_string(out.join(file)).ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(str::to_string)
+    }
+
     /// The access key ids the sidecar has been handed so far, oldest first.
     pub fn issued(&self) -> Vec<String> {
         self.proxy.issued()
