@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use rolerelay::cli::{Cli, Command, CredentialProcessArgs, HealthcheckArgs, StatusArgs};
 use rolerelay::config::{Config, ConfigArgs, RoleName};
-use rolerelay::{app, clock, doctor, healthcheck, logging, outputs, status};
+use rolerelay::{app, clock, doctor, healthcheck, logging, outputs, source, status};
 
 /// Exit code for an invalid configuration or argument.
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    // Before any thread exists: it sets an environment variable.
+    source::use_the_ca_bundle_alone();
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {

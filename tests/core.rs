@@ -481,3 +481,68 @@ fn an_unreachable_sts_fails_once_with_a_network_error() {
     );
     assert!(!sb.path("out/a.json").exists());
 }
+
+const OWN_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBojCCAUmgAwIBAgIUMDLeiJmDOPkUI8nM6at9+1UuZnAwCgYIKoZIzj0EAwIw
+HjEcMBoGA1UEAwwTcm9sZXJlbGF5IHRlc3Qgcm9vdDAgFw0yNjEyMDcxODU2MTla
+GA8yMTI2MTExMzE4NTYxOVowHjEcMBoGA1UEAwwTcm9sZXJlbGF5IHRlc3Qgcm9v
+dDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABLmgeC0kbClHFS++ydfOGq1CFF2y
+3yMHaWZsLEMhXvrtTDoIwV5rKpXdWPALe3pMczJqOhUJTxbHOPsWsyz9hmejYzBh
+MB0GA1UdDgQWBBS732ayAyR7JpdVbL5QF2UfL9SANDAfBgNVHSMEGDAWgBS732ay
+AyR7JpdVbL5QF2UfL9SANDAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB/wQEAwIC
+BDAKBggqhkjOPQQDAgNHADBEAiB00xBelZI6ZVYEB8pZVeDNtEHEE5ZdXUeSFxl4
+KU37owIgHJN95ll3X4fmeytPZfRzU4nGlspqX6q9weXG5Eh67SM=
+-----END CERTIFICATE-----\n";
+
+/// Without `SSL_CERT_FILE` or `SSL_CERT_DIR`, the SDK is pointed at the distribution's CA bundle
+/// alone (instead of the bundle and every file of `/etc/ssl/certs`); with either, nothing
+/// changes. Seen from a `credential_process` program, which inherits the environment.
+#[test]
+fn the_ca_bundle_alone_is_read_unless_the_environment_names_the_certificates() {
+    let moto = Moto::start();
+    let sb = Sandbox::new();
+    let seen = sb.path("seen");
+    let program = sb.write(
+        "home/process.sh",
+        &format!(
+            "#!/bin/sh\nprintf '%s %s' \"${{SSL_CERT_FILE-unset}}\" \"${{SSL_CERT_DIR-unset}}\" > {}\n\
+             echo '{{\"Version\":1,\"AccessKeyId\":\"AKIAPROCESS\",\"SecretAccessKey\":\"x\"}}'\n",
+            seen.display()
+        ),
+    );
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+    let config = sb.write(
+        "home/profiles",
+        &format!(
+            "[profile process]\ncredential_process = {}\n",
+            program.display()
+        ),
+    );
+    // A self-signed CA certificate made for this test (the SDK refuses a file with none).
+    let own_file = sb.write("certs/own.pem", OWN_CA);
+    let once = |env: &[(&str, &str)]| {
+        let mut c = sb.once_one(ROLE_A, &moto.url, &sb.path("out"));
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_CONFIG_FILE", &config)
+            .args(["--source-profile", "process"])
+            .envs(env.iter().copied());
+        let (status, _, stderr) = run(c);
+        assert!(status.success(), "{stderr}");
+        fs::read_to_string(&seen).unwrap()
+    };
+
+    // The first places openssl-probe looks (Debian, then RHEL).
+    let bundles = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ];
+    let bundle = bundles.iter().find(|b| std::path::Path::new(b).exists());
+    let expected = format!("{} unset", bundle.unwrap_or(&"unset"));
+    assert_eq!(once(&[]), expected, "no SSL_CERT_*: the bundle alone");
+    let dir = sb.path("certs").display().to_string();
+    assert_eq!(once(&[("SSL_CERT_DIR", &dir)]), format!("unset {dir}"));
+    let file = own_file.display().to_string();
+    assert_eq!(once(&[("SSL_CERT_FILE", &file)]), format!("{file} unset"));
+}
