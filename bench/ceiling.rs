@@ -2,10 +2,7 @@
 //! the same runtime as rolerelay (tokio, one thread) — a fixed body of the endpoint's size, with
 //! no routing, no token check and no JSON.
 //!
-//! `cargo run --release --example ceiling -- 127.0.0.1:PORT [warp]`
-//!
-//! With `warp`, the same body from a one-route warp server, served the way rolerelay serves its
-//! endpoint: the framework's own floor, to tell its cost from rolerelay's.
+//! `cargo run --release --example ceiling -- 127.0.0.1:PORT`
 
 use std::convert::Infallible;
 
@@ -27,16 +24,6 @@ fn main() -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if std::env::args().nth(2).as_deref() == Some("warp") {
-        return runtime.block_on(async move {
-            use warp::Filter;
-            let listener = TcpListener::bind(&addr).await?;
-            let body = Bytes::from(vec![b'x'; BODY_SIZE]);
-            let route = warp::any().map(move || warp::reply::Response::new(body.clone().into()));
-            rolerelay::http::serve_routes(listener, route, std::future::pending()).await;
-            Ok(())
-        });
-    }
     runtime.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
         let body = Bytes::from(vec![b'x'; BODY_SIZE]);

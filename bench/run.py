@@ -209,21 +209,16 @@ class Bench:
         ours = self.wrk(f"{endpoint}/v1/credentials/r0", duration, token)
         proc.terminate(); proc.wait()
         # The same request (with its Authorization header) to each, so only the answering differs.
-        ceiling = self.ceiling_run(duration, [], token)
-        framework = self.ceiling_run(duration, ["warp"], token)
+        ceiling = self.ceiling_run(duration, token)
         ratio = ours["rps"] / ceiling["rps"]
         self.row("endpoint requests/s (wrk, 1 thread, 16 conn)", f"{ours['rps']:.0f}/s", f"hyper {ceiling['rps']:.0f}/s",
                  f"{ratio:.3f}x", ">= 0.8x the ceiling", ratio >= 0.8)
-        self.row("  same body from a bare warp route", f"{framework['rps']:.0f}/s", f"hyper {ceiling['rps']:.0f}/s",
-                 f"{framework['rps'] / ceiling['rps']:.2f}x", "(the framework's floor)", True)
-        self.row("  rolerelay's own work per request", f"{ours['rps']:.0f}/s", f"warp {framework['rps']:.0f}/s",
-                 f"{ours['rps'] / framework['rps']:.2f}x", "(measured)", True)
         self.row("endpoint p99 latency", f"{ours['p99']:.2f} ms", f"hyper {ceiling['p99']:.2f} ms",
                  f"{ours['p99'] / ceiling['p99']:.2f}x", "(measured)", True)
 
-    def ceiling_run(self, duration, mode, token):
+    def ceiling_run(self, duration, token):
         port = free_port()
-        proc = subprocess.Popen([self.args.ceiling, f"127.0.0.1:{port}", *mode])
+        proc = subprocess.Popen([self.args.ceiling, f"127.0.0.1:{port}"])
         wait_port(port)
         result = self.wrk(f"http://127.0.0.1:{port}/v1/credentials/r0", duration, token)
         proc.terminate(); proc.wait()

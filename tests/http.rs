@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -143,6 +145,21 @@ fn the_endpoint_refuses_wrong_tokens_and_unknown_roles_and_counts_every_request(
         404
     );
     assert_eq!(sidecar.get("/nothing-here").0, 404);
+    // The status server: a query is ignored; another method, or a path with more to it, is 404.
+    assert_eq!(sidecar.get("/metrics?name[]=up").0, 200);
+    assert_eq!(sidecar.get("/healthz/").0, 404);
+    let post = |path: &str| {
+        let mut stream = TcpStream::connect(sidecar.status.trim_start_matches("http://")).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(post("/healthz"), "HTTP/1.1 404 Not Found");
 
     let (_, text) = sidecar.get("/metrics");
     assert_eq!(

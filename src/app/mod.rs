@@ -218,9 +218,9 @@ async fn start_servers(
         listener.local_addr().unwrap_or(configured)
     };
     info!(listen = %bound(&status_listener, config.server.listen), "serving /healthz /readyz /servingz /metrics /status");
-    servers.spawn(http::serve_routes(
+    servers.spawn(http::serve(
         status_listener,
-        status::routes(view.clone()),
+        status::service(view.clone()),
         until_stopped(stopped.clone()),
     ));
     if let Some(listener) = endpoint_listener {

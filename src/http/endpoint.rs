@@ -12,14 +12,12 @@ use std::future::{ready, Ready};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
 use hyper::service::{service_fn, Service};
-use hyper::Request;
+use hyper::{Method, Request, StatusCode};
 use tracing::info;
-use warp::http::header::AUTHORIZATION;
-use warp::http::{Method, StatusCode};
-use warp::reply::Response;
 
-use super::{bytes_response, json, not_found, View};
+use super::{bytes_response, json, not_found, Response, View};
 use crate::access::{Access, Decision};
 use crate::config::{one_line, ClientName};
 use crate::metrics::{NO_CLIENT, UNKNOWN_ROLE};

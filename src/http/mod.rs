@@ -14,20 +14,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper::Request;
+use hyper::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
-use warp::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use warp::http::StatusCode;
-use warp::reply::Response;
-use warp::Filter;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -44,12 +42,15 @@ pub struct View {
     pub clock: Clock,
 }
 
+/// What both servers answer: a whole body, already rendered.
+pub type Response = hyper::Response<Full<Bytes>>;
+
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A response with a status code, a content type and a body; never cached.
 pub fn respond(code: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
-    let mut response = Response::new(body.into().into());
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = code;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -79,28 +80,9 @@ pub fn not_found() -> Response {
     )
 }
 
-/// Serves the warp `routes` (the status server's) with [`serve`].
-pub async fn serve_routes<F>(
-    listener: TcpListener,
-    routes: F,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) where
-    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
-{
-    serve(
-        listener,
-        TowerToHyperService::new(warp::service(routes)),
-        shutdown,
-    )
-    .await;
-}
-
 /// Serves `service` over HTTP/1.1 on `listener` until `shutdown` completes; then stops accepting
-/// and lets the requests in flight finish.
-///
-/// warp's own server also speaks HTTP/2, which no credential client asks a sidecar for; serving
-/// the filter with hyper's HTTP/1 connection keeps that code out of the binary, and bounds how
-/// long a client may take to send its headers.
+/// and lets the requests in flight finish. HTTP/1 only: no credential client asks a sidecar for
+/// HTTP/2. A client has [`HEADER_READ_TIMEOUT`] to send its headers.
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,

@@ -2,14 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::{ready, Ready};
 use std::time::{Duration, SystemTime};
 
+use hyper::body::Incoming;
+use hyper::service::{service_fn, Service};
+use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
-use warp::http::StatusCode;
-use warp::reply::Response;
-use warp::Filter;
 
-use super::{json, not_found, respond, View};
+use super::{json, not_found, respond, Response, View};
 use crate::config::{ClientName, RoleName};
 use crate::credentials::rfc3339;
 use crate::state::{ClientState, ReloadStatus, RoleState};
@@ -17,52 +18,53 @@ use crate::state::{ClientState, ReloadStatus, RoleState};
 /// The content type of the Prometheus text exposition.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The routes of `server.listen`; anything else is 404.
-pub fn routes(view: View) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let view = warp::any().map(move || view.clone());
-    let healthz = warp::path!("healthz")
-        .and(view.clone())
-        .map(|v: View| healthz(&v.state.snapshot(), v.clock.now()));
-    let readyz = warp::path!("readyz")
-        .and(view.clone())
-        .map(|v: View| readyz(&v.state.snapshot(), v.clock.now(), v.state.min_remaining()));
-    let servingz = warp::path!("servingz")
-        .and(view.clone())
-        .map(|v: View| servingz(&v.state.snapshot(), v.clock.now()));
-    let metrics = warp::path!("metrics").and(view.clone()).map(|view: View| {
-        // Readiness depends on the time: brought up to date at each scrape.
-        let (now, min_remaining) = (view.clock.now(), view.state.min_remaining());
-        for (name, role) in view.state.snapshot() {
-            let ready = role.readiness(now, min_remaining).is_ok();
-            view.metrics.set_ready(name.as_str(), ready);
+/// The status server as a hyper service: `GET` of one of its paths (a query is ignored);
+/// anything else is 404.
+pub fn service(
+    view: View,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = Ready<Result<Response, Infallible>>,
+> + Clone {
+    service_fn(move |request: Request<Incoming>| {
+        let response = match request.method() {
+            &Method::GET => route(&view, request.uri().path()),
+            _ => not_found(),
+        };
+        ready(Ok(response))
+    })
+}
+
+/// The answer to `GET path`.
+fn route(view: &View, path: &str) -> Response {
+    let now = view.clock.now();
+    match path {
+        "/healthz" => healthz(&view.state.snapshot(), now),
+        "/readyz" => readyz(&view.state.snapshot(), now, view.state.min_remaining()),
+        "/servingz" => servingz(&view.state.snapshot(), now),
+        "/metrics" => {
+            // Readiness depends on the time: brought up to date at each scrape.
+            let min_remaining = view.state.min_remaining();
+            for (name, role) in view.state.snapshot() {
+                let ready = role.readiness(now, min_remaining).is_ok();
+                view.metrics.set_ready(name.as_str(), ready);
+            }
+            respond(StatusCode::OK, PROMETHEUS_TEXT, view.metrics.render())
         }
-        respond(StatusCode::OK, PROMETHEUS_TEXT, view.metrics.render())
-    });
-    let status = warp::path!("status").and(view).map(|view: View| {
-        let now = view.clock.now();
-        let document = status(
-            &view.state.snapshot(),
-            &view.state.clients(),
-            view.state.reload().as_ref(),
-            view.state.min_remaining(),
-            now,
-        );
-        json(StatusCode::OK, &document)
-    });
-    warp::get()
-        .and(
-            healthz
-                .or(readyz)
-                .unify()
-                .or(servingz)
-                .unify()
-                .or(metrics)
-                .unify()
-                .or(status)
-                .unify(),
-        )
-        .recover(|_| async { Ok::<_, Infallible>(not_found()) })
-        .unify()
+        "/status" => {
+            let document = status(
+                &view.state.snapshot(),
+                &view.state.clients(),
+                view.state.reload().as_ref(),
+                view.state.min_remaining(),
+                now,
+            );
+            json(StatusCode::OK, &document)
+        }
+        _ => not_found(),
+    }
 }
 
 /// The body of `/healthz` and `/readyz`.
