@@ -241,6 +241,12 @@ impl State {
         }
     }
 
+    /// `f` of every role's state, by name, read in place: what the status server answers from.
+    /// Writers wait while `f` runs, so `f` must not block.
+    pub fn read_roles<R>(&self, f: impl FnOnce(&BTreeMap<RoleName, RoleState>) -> R) -> R {
+        f(&self.roles.read().expect("state lock poisoned"))
+    }
+
     /// A copy of every role's state, by name.
     pub fn snapshot(&self) -> BTreeMap<RoleName, RoleState> {
         self.roles.read().expect("state lock poisoned").clone()
