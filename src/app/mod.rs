@@ -218,9 +218,10 @@ async fn start_servers(
         listener.local_addr().unwrap_or(configured)
     };
     info!(listen = %bound(&status_listener, config.server.listen), "serving /healthz /readyz /servingz /metrics /status");
+    let status_view = view.clone();
     servers.spawn(http::serve(
         status_listener,
-        status::service(view.clone()),
+        move |request| status::answer(&status_view, request),
         until_stopped(stopped.clone()),
     ));
     if let Some(listener) = endpoint_listener {
@@ -235,12 +236,13 @@ async fn start_servers(
         };
         info!(listen = %bound(&listener, endpoint.listen), token_file = %token_file,
             "serving the container-credentials endpoint at /v1/credentials/<role>");
+        let served = Endpoint {
+            view,
+            access: access.clone(),
+        };
         servers.spawn(http::serve(
             listener,
-            endpoint::service(Endpoint {
-                view,
-                access: access.clone(),
-            }),
+            move |request| endpoint::answer(&served, request),
             until_stopped(stopped),
         ));
     }

@@ -7,13 +7,10 @@
 //! The token is checked before the role is looked at. With `clients`, each client's token opens
 //! its own roles only (403 for any other), and every answer is logged once, for the audit.
 
-use std::convert::Infallible;
-use std::future::{ready, Ready};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
-use hyper::service::{service_fn, Service};
 use hyper::{Method, Request, StatusCode};
 use tracing::info;
 
@@ -44,32 +41,23 @@ pub struct Endpoint {
     pub access: Arc<Access>,
 }
 
-/// The endpoint as a plain hyper service: every request is answered, counted and (with
-/// clients) logged here; anything but `GET /v1/credentials/<role>` is 404. One path needs no
-/// routing framework, and SDKs ask it often: no filter chain, no copy of the headers.
-pub fn service(
-    endpoint: Endpoint,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response,
-    Error = Infallible,
-    Future = Ready<Result<Response, Infallible>>,
-> + Clone {
-    service_fn(move |request: Request<Incoming>| {
-        let auth = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok());
-        let role = (request.method() == Method::GET)
-            .then(|| request.uri().path().strip_prefix(CREDENTIALS_PATH))
-            .flatten()
-            .filter(|role| !role.is_empty() && !role.contains('/'));
-        ready(Ok(answer(&endpoint, role, auth)))
-    })
+/// The endpoint's answer to `request`: every request is answered, counted and (with clients)
+/// logged here; anything but `GET /v1/credentials/<role>` is 404. One path needs no routing
+/// framework, and SDKs ask it often: no filter chain, no copy of the headers.
+pub fn answer(endpoint: &Endpoint, request: &Request<Incoming>) -> Response {
+    let auth = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let role = (request.method() == Method::GET)
+        .then(|| request.uri().path().strip_prefix(CREDENTIALS_PATH))
+        .flatten()
+        .filter(|role| !role.is_empty() && !role.contains('/'));
+    answer_for(endpoint, role, auth)
 }
 
 /// The answer to a request for `role` (none: any other path or method) carrying `auth`.
-fn answer(endpoint: &Endpoint, role: Option<&str>, auth: Option<&str>) -> Response {
+fn answer_for(endpoint: &Endpoint, role: Option<&str>, auth: Option<&str>) -> Response {
     let view = &endpoint.view;
     let now = view.clock.now();
     let decision = endpoint.access.decide(auth, role.unwrap_or_default());

@@ -18,7 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::server::conn::http1;
-use hyper::service::Service;
+use hyper::service::service_fn;
 use hyper::Request;
 use hyper::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -80,17 +80,18 @@ pub fn not_found() -> Response {
     )
 }
 
-/// Serves `service` over HTTP/1.1 on `listener` until `shutdown` completes; then stops accepting
-/// and lets the requests in flight finish. HTTP/1 only: no credential client asks a sidecar for
-/// HTTP/2. A client has [`HEADER_READ_TIMEOUT`] to send its headers.
-pub async fn serve<S>(
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes, each request answered at once by
+/// `answer`; then stops accepting and lets the requests in flight finish. HTTP/1 only: no
+/// credential client asks a sidecar for HTTP/2. A client has [`HEADER_READ_TIMEOUT`] to send
+/// its headers.
+pub async fn serve(
     listener: TcpListener,
-    service: S,
+    answer: impl Fn(&Request<Incoming>) -> Response + Clone + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) where
-    S: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
+) {
+    let service = service_fn(move |request: Request<Incoming>| {
+        std::future::ready(Ok::<_, Infallible>(answer(&request)))
+    });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -1,12 +1,9 @@
 //! `server.listen`: `/healthz`, `/readyz`, `/servingz`, `/metrics` and `/status`.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::future::{ready, Ready};
 use std::time::{Duration, SystemTime};
 
 use hyper::body::Incoming;
-use hyper::service::{service_fn, Service};
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
@@ -18,23 +15,13 @@ use crate::state::{ClientState, ReloadStatus, RoleState};
 /// The content type of the Prometheus text exposition.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The status server as a hyper service: `GET` of one of its paths (a query is ignored);
+/// The status server's answer to `request`: `GET` of one of its paths (a query is ignored);
 /// anything else is 404.
-pub fn service(
-    view: View,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response,
-    Error = Infallible,
-    Future = Ready<Result<Response, Infallible>>,
-> + Clone {
-    service_fn(move |request: Request<Incoming>| {
-        let response = match request.method() {
-            &Method::GET => route(&view, request.uri().path()),
-            _ => not_found(),
-        };
-        ready(Ok(response))
-    })
+pub fn answer(view: &View, request: &Request<Incoming>) -> Response {
+    match request.method() {
+        &Method::GET => route(view, request.uri().path()),
+        _ => not_found(),
+    }
 }
 
 /// The answer to `GET path`. The roles' state is read in place: copying it at every probe cost
