@@ -4,7 +4,7 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rolerelay::cli::{Cli, Command, CredentialProcessArgs, HealthcheckArgs, StatusArgs};
+use rolerelay::cli::{Cli, Command, CredentialProcessArgs, HealthcheckArgs, OnceArgs, StatusArgs};
 use rolerelay::config::{Config, ConfigArgs, RoleName};
 use rolerelay::{app, clock, doctor, healthcheck, logging, outputs, source, status};
 
@@ -12,9 +12,15 @@ use rolerelay::{app, clock, doctor, healthcheck, logging, outputs, source, statu
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    // Before any thread exists: it sets an environment variable.
-    source::use_the_ca_bundle_alone();
     let cli = Cli::parse();
+    // The commands that call AWS; before any thread exists, as it sets an environment variable.
+    // `credential-process` and `healthcheck`, which SDKs and probes run often, skip its probing.
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Once(_) | Command::Doctor(_)
+    ) {
+        source::use_the_ca_bundle_alone();
+    }
     match cli.command {
         Command::Run(args) => {
             // Listening before anything else: as PID 1 in a container, a SIGTERM that comes
@@ -27,24 +33,7 @@ fn main() -> ExitCode {
                     .map_or_else(fail, |()| ExitCode::SUCCESS)
             })
         }
-        Command::Once(args) => with_config(&args.config, |config| {
-            match runtime().block_on(app::once(config, args.retry_for)) {
-                Ok(failed) if failed.is_empty() => ExitCode::SUCCESS,
-                Ok(failed) => {
-                    let list: Vec<String> = failed
-                        .iter()
-                        .map(|(name, e)| format!("{name} ({e})"))
-                        .collect();
-                    eprintln!(
-                        "rolerelay: {} role(s) failed: {}",
-                        failed.len(),
-                        list.join(", ")
-                    );
-                    ExitCode::FAILURE
-                }
-                Err(e) => fail(e),
-            }
-        }),
+        Command::Once(args) => with_config(&args.config, |config| once(config, &args)),
         Command::Check(args) => match Config::load(&args) {
             Ok(config) => {
                 print_out(&format!(
@@ -76,6 +65,26 @@ fn main() -> ExitCode {
         Command::Healthcheck(args) => healthcheck(&args),
         Command::CredentialProcess(args) => credential_process(&args),
         Command::Status(args) => status(&args),
+    }
+}
+
+/// `rolerelay once`: exit 0 when every role was written, 1 naming the roles that still failed.
+fn once(config: Config, args: &OnceArgs) -> ExitCode {
+    match runtime().block_on(app::once(config, args.retry_for)) {
+        Ok(failed) if failed.is_empty() => ExitCode::SUCCESS,
+        Ok(failed) => {
+            let list: Vec<String> = failed
+                .iter()
+                .map(|(name, e)| format!("{name} ({e})"))
+                .collect();
+            eprintln!(
+                "rolerelay: {} role(s) failed: {}",
+                failed.len(),
+                list.join(", ")
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => fail(e),
     }
 }
 

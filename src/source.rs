@@ -47,8 +47,9 @@ pub fn https_client() -> aws_sdk_sts::config::SharedHttpClient {
 /// `update-ca-trust`); whoever keeps a CA only in a directory says so with `SSL_CERT_DIR`.
 ///
 /// It sets `SSL_CERT_FILE` in this process's environment, which only a single-threaded process
-/// may do: call it first thing in `main`. Programs the SDK starts (`credential_process`) inherit
-/// it; to OpenSSL, Go and the AWS CLI it names the file they read by default anyway.
+/// may do: call it in `main` before the runtime starts. Programs the SDK starts
+/// (`credential_process`) inherit it; to OpenSSL, Go and the AWS CLI it names the file they
+/// read by default anyway.
 pub fn use_the_ca_bundle_alone() {
     if openssl_probe::has_ssl_cert_env_vars() {
         return;

@@ -247,11 +247,6 @@ impl State {
         f(&self.roles.read().expect("state lock poisoned"))
     }
 
-    /// A copy of every role's state, by name.
-    pub fn snapshot(&self) -> BTreeMap<RoleName, RoleState> {
-        self.roles.read().expect("state lock poisoned").clone()
-    }
-
     /// New credentials for `name`, received at `now`, with the endpoint's answer for them:
     /// the failures end, and readiness waits for them to be written if they ended a run of
     /// failures.

@@ -64,10 +64,7 @@ async fn a_reload_starts_added_roles_restarts_changed_ones_and_stops_removed_one
     let state: Vec<String> = sidecar
         .ctx
         .state
-        .snapshot()
-        .keys()
-        .map(|n| n.to_string())
-        .collect();
+        .read_roles(|roles| roles.keys().map(|n| n.to_string()).collect());
     assert_eq!(state, ["a", "c", "d"]);
     let metrics = sidecar.ctx.metrics.render();
     assert!(!metrics.contains("role=\"b\"") && metrics.contains("role=\"d\""));
