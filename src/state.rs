@@ -224,6 +224,21 @@ impl State {
             .map(f)
     }
 
+    /// `f` of the state of each role of `names` that is configured, under one lock: for an
+    /// outcome shared by thousands of roles.
+    pub fn update_each<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a RoleName>,
+        mut f: impl FnMut(&mut RoleState),
+    ) {
+        let mut roles = self.roles.write().expect("state lock poisoned");
+        for name in names {
+            if let Some(s) = roles.get_mut(name) {
+                f(s);
+            }
+        }
+    }
+
     /// A copy of one role's state.
     pub fn get(&self, name: &RoleName) -> Option<RoleState> {
         self.roles
@@ -390,15 +405,6 @@ impl State {
             .read()
             .expect("state lock poisoned")
             .min_remaining
-    }
-
-    /// Every role's credentials that are valid at `now`, by name.
-    pub fn valid_credentials(&self, now: SystemTime) -> BTreeMap<RoleName, Arc<Credentials>> {
-        let roles = self.roles.read().expect("state lock poisoned");
-        roles
-            .iter()
-            .filter_map(|(name, s)| Some((name.clone(), s.valid_credentials(now)?.clone())))
-            .collect()
     }
 }
 

@@ -1,26 +1,32 @@
 //! The AWS shared `credentials` and `config` INI files.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::config::RoleName;
 use crate::credentials::Credentials;
 use crate::shell;
 
-/// `credentials`: one `[<role>]` per role with valid credentials, and `[default]` for `default_role`.
+/// `credentials`: one `[<role>]` per role with valid credentials (`creds`, in order), and
+/// `[default]` for `default_role`.
 pub fn render_credentials(
-    creds: &BTreeMap<RoleName, Arc<Credentials>>,
+    creds: &[(&RoleName, &Credentials)],
     default_role: Option<&RoleName>,
 ) -> String {
-    let mut out =
-        String::from("# Written by rolerelay and replaced at every refresh; do not edit.\n");
-    let default = default_role.and_then(|name| creds.get(name));
-    let sections = creds
+    const HEADER: &str = "# Written by rolerelay and replaced at every refresh; do not edit.\n";
+    let default = default_role.and_then(|name| creds.iter().find(|(n, _)| *n == name));
+    let sections: Vec<(&str, &Credentials)> = creds
         .iter()
-        .map(|(name, c)| (name.as_str(), c))
-        .chain(default.map(|c| ("default", c)));
+        .map(|(name, c)| (name.as_str(), *c))
+        .chain(default.map(|(_, c)| ("default", *c)))
+        .collect();
+    // Sized once: at thousands of roles the file is megabytes, rewritten as they refresh.
+    let size = sections
+        .iter()
+        .map(|(s, c)| section_size(s, c))
+        .sum::<usize>();
+    let mut out = String::with_capacity(HEADER.len() + size);
+    out.push_str(HEADER);
     for (section, c) in sections {
         let _ = write!(
             out,
@@ -32,6 +38,15 @@ pub fn render_credentials(
         );
     }
     out
+}
+
+/// The length of a `credentials` section (the fixed text is 89 bytes).
+fn section_size(section: &str, c: &Credentials) -> usize {
+    89 + section.len()
+        + c.access_key_id.len()
+        + c.secret_access_key.expose().len()
+        + c.session_token.expose().len()
+        + c.account_id.len()
 }
 
 /// `config`: one `[profile <role>]` per role running `process_command`, with `region`, and

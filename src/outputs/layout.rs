@@ -1,6 +1,7 @@
 //! A reload's new set of directories: what each keeps, gets and loses, and the files that go
 //! with it.
 
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use super::places::{issued_to, Layout, Place};
@@ -24,6 +25,9 @@ impl Writer {
         now: SystemTime,
     ) -> Vec<WriteFailure> {
         let old_roles: Vec<Vec<RoleName>> = self.places.iter().map(|p| self.roles_of(p)).collect();
+        // Sets for the lookups below: a reload of thousands of roles stays linear.
+        let old_sets: Vec<HashSet<&RoleName>> =
+            old_roles.iter().map(|r| r.iter().collect()).collect();
         let mut places = vec![Place::top(&self.config.directory)];
         places.extend(layout.clients.iter().map(Place::client));
         let old_places = std::mem::replace(&mut self.places, places);
@@ -49,7 +53,7 @@ impl Writer {
             let place = &self.places[index];
             failures.extend(self.write_credentials(state, place, now));
             // Only what is new here: a reload of many roles rewrites no file it need not.
-            let had = |role: &RoleName| old.is_some_and(|old| old_roles[old].contains(role));
+            let had = |role: &RoleName| old.is_some_and(|old| old_sets[old].contains(role));
             for role in self.roles_of(place).iter().filter(|role| !had(role)) {
                 failures.extend(self.write_role_files(state, place, role, now));
             }
@@ -102,6 +106,7 @@ impl Writer {
             return self.remove_place(old, roles);
         };
         let kept = self.roles_of(now);
+        let kept: HashSet<&RoleName> = kept.iter().collect();
         let mut failures = Vec::new();
         for role in roles.iter().filter(|role| !kept.contains(role)) {
             forget_errors(state, role, old.client.as_ref());

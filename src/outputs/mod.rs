@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use tokio::time::Instant;
+
 use crate::access::Issued;
 use crate::config::{ClientConfig, OutputsConfig, Owner, RoleConfig, RoleName};
 use crate::state::State;
@@ -173,6 +175,7 @@ impl Outputs {
         places.extend(clients.iter().map(Place::client));
         let writer = Writer {
             credentials_upto: 0,
+            credentials_not_before: None,
             closed: false,
             config: config.clone(),
             region: region.to_string(),
@@ -264,30 +267,74 @@ impl Outputs {
         now: SystemTime,
         number: u64,
     ) -> Vec<WriteFailure> {
+        let mut failures = self.write_own_files(state, role, now);
+        failures.extend(self.cover(state, now, number, false).unwrap_or_default());
+        failures
+    }
+
+    /// `role`'s own files, and the shared ones that went missing.
+    fn write_own_files(
+        &self,
+        state: &State,
+        role: &RoleName,
+        now: SystemTime,
+    ) -> Vec<WriteFailure> {
         let mut writer = self.lock();
         let mut failures = writer.write_role_everywhere(state, role, now);
-        if writer.credentials_upto < number {
-            failures.extend(writer.write_credentials_upto(state, now, &self.publications));
-        }
         failures.extend(writer.restore_shared(state));
         failures
     }
 
-    /// [`Outputs::blocking_publish`] on the blocking pool.
+    /// Makes sure a `credentials` written after publication `number` is in place: nothing to
+    /// do if one is, else it is rewritten now, unless `paced` and the last rewrite was too
+    /// recent (`Writer::credentials_not_before`): then the time to come back.
+    fn cover(
+        &self,
+        state: &State,
+        now: SystemTime,
+        number: u64,
+        paced: bool,
+    ) -> Result<Vec<WriteFailure>, Instant> {
+        let mut writer = self.lock();
+        if writer.credentials_upto >= number {
+            return Ok(Vec::new());
+        }
+        match writer.credentials_not_before {
+            Some(at) if paced && at > Instant::now() => Err(at),
+            _ => Ok(writer.write_credentials_upto(state, now, &self.publications)),
+        }
+    }
+
+    /// [`Outputs::blocking_publish`] on the blocking pool, with `credentials` paced.
     ///
     /// Numbered before it waits for a blocking thread: when many roles succeed together (a
     /// start with thousands of roles), the first `credentials` written covers every one queued
-    /// by then, instead of one rewrite of the whole file per few roles.
+    /// by then, and a publication that finds the last rewrite too recent waits (off the blocking
+    /// pool) for the next, which covers it and every other that came meanwhile.
     pub async fn publish(
         self: &Arc<Self>,
         state: &State,
         role: &RoleName,
         now: SystemTime,
     ) -> Vec<WriteFailure> {
-        let (state, role) = (state.clone(), role.clone());
         let number = self.number_publication();
-        self.in_background(move |outputs| outputs.publish_numbered(&state, &role, now, number))
-            .await
+        let (own, role) = (state.clone(), role.clone());
+        let mut failures = self
+            .in_background(move |outputs| outputs.write_own_files(&own, &role, now))
+            .await;
+        loop {
+            let state = state.clone();
+            let covered = self
+                .in_background(move |outputs| outputs.cover(&state, now, number, true))
+                .await;
+            match covered {
+                Ok(more) => {
+                    failures.extend(more);
+                    return failures;
+                }
+                Err(at) => tokio::time::sleep_until(at).await,
+            }
+        }
     }
 
     /// Removes `role`'s own files and its `credentials` sections (its credentials expired).

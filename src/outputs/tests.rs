@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::writer::CREDENTIALS_PACE;
 use super::*;
 use crate::config::{FileMode, RoleArn};
 use crate::credentials::{Credentials, Secret};
@@ -45,9 +46,8 @@ fn golden(file: &str) -> String {
 
 #[test]
 fn credentials_ini_matches_golden() {
-    let mut all = BTreeMap::new();
-    all.insert(name("account-b"), Arc::new(creds('B')));
-    all.insert(name("account-a"), Arc::new(creds('A')));
+    let (a, b) = (creds('A'), creds('B'));
+    let all = [(&name("account-a"), &a), (&name("account-b"), &b)];
     assert_eq!(
         ini::render_credentials(&all, Some(&name("account-b"))),
         golden("credentials.ini")
@@ -247,6 +247,43 @@ fn one_credentials_rewrite_covers_every_publication_numbered_before_it() {
         .is_empty());
     let ini = std::fs::read_to_string(tmp.path().join("credentials")).unwrap();
     assert!(ini.contains("[a]"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_credentials_rewrite_soon_after_the_last_waits_and_then_covers_every_role_that_came() {
+    let tmp = tempfile::tempdir().unwrap();
+    let roles = [role("a"), role("b"), role("c")];
+    let state = State::new(&roles, None);
+    let outputs = Arc::new(Outputs::new(&config(tmp.path()), "us-east-1", &roles, &[]));
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(EXPIRY - 60);
+    let credentials = || std::fs::read_to_string(tmp.path().join("credentials")).unwrap();
+    state.update(&name("a"), |s| s.credentials = Some(Arc::new(creds('A'))));
+    assert!(outputs.publish(&state, &name("a"), now).await.is_empty());
+    assert!(
+        credentials().contains("[a]"),
+        "the first rewrite is not paced"
+    );
+
+    // As if that rewrite had taken 40 ms: the next waits 9 times as long after it.
+    let turn = Instant::now() + Duration::from_millis(40) * CREDENTIALS_PACE;
+    outputs.lock().credentials_not_before = Some(turn);
+    let publish = |r: &str, letter: char| {
+        state.update(&name(r), |s| s.credentials = Some(Arc::new(creds(letter))));
+        let (outputs, state, role) = (outputs.clone(), state.clone(), name(r));
+        tokio::spawn(async move { outputs.publish(&state, &role, now).await })
+    };
+    let (b, c) = (publish("b", 'B'), publish("c", 'C'));
+    tokio::time::sleep_until(turn - Duration::from_millis(1)).await;
+    assert!(tmp.path().join("b.json").exists() && tmp.path().join("c.env").exists());
+    assert!(
+        !credentials().contains("[b]") && !b.is_finished() && !c.is_finished(),
+        "their own files are written at once, `credentials` waits for its turn"
+    );
+    assert!(b.await.unwrap().is_empty() && c.await.unwrap().is_empty());
+    assert!(Instant::now() >= turn);
+    let ini = credentials();
+    assert!(ini.contains("[a]") && ini.contains("[b]") && ini.contains("[c]"));
+    assert_eq!(outputs.lock().credentials_upto, 3, "covers all three");
 }
 
 #[test]

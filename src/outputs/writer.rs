@@ -1,15 +1,23 @@
 //! The work behind the outputs' lock: rendering each file from the state and writing or
 //! removing it in each directory, and keeping each outcome in the role's state.
 
-use std::collections::BTreeMap;
-
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use super::places::Place;
 use super::{atomic, env, ini, process_json, Output, WriteFailure};
 use crate::config::{OutputsConfig, RoleName};
-use crate::state::State;
+use crate::credentials::Credentials;
+use crate::state::{RoleState, State};
+
+/// How many times as long as a rewrite of `credentials` took the next paced one waits: when
+/// thousands of roles refresh together, the file (megabytes by then) is rewritten once for
+/// many of them, with at most a tenth of the writer's time, instead of back to back for a few
+/// each, which made the start quadratic.
+pub(super) const CREDENTIALS_PACE: u32 = 9;
 
 /// What the writes need to know, behind the outputs' lock.
 #[derive(Debug)]
@@ -19,6 +27,9 @@ pub(super) struct Writer {
     /// began) need not write the file again: many roles refreshing together write it once or
     /// twice, not once each.
     pub(super) credentials_upto: u64,
+    /// A paced rewrite of `credentials` waits for this: [`CREDENTIALS_PACE`] times as long as
+    /// the last rewrite took, after it ended.
+    pub(super) credentials_not_before: Option<Instant>,
     /// Set by `remove_all` at shutdown: a write still in flight must not bring the files back.
     pub(super) closed: bool,
     pub(super) config: OutputsConfig,
@@ -37,11 +48,14 @@ impl Writer {
     pub(super) fn roles_of(&self, place: &Place) -> Vec<RoleName> {
         match &place.roles {
             None => self.roles.clone(),
-            Some(roles) => roles
-                .iter()
-                .filter(|r| self.roles.contains(r))
-                .cloned()
-                .collect(),
+            Some(roles) => {
+                let configured: HashSet<&RoleName> = self.roles.iter().collect();
+                roles
+                    .iter()
+                    .filter(|r| configured.contains(r))
+                    .cloned()
+                    .collect()
+            }
         }
     }
 
@@ -140,7 +154,10 @@ impl Writer {
         publications: &AtomicU64,
     ) -> Vec<WriteFailure> {
         let covered = publications.load(Ordering::SeqCst);
+        let started = Instant::now();
         let failures = self.write_all_credentials(state, now);
+        let ended = Instant::now();
+        self.credentials_not_before = Some(ended + (ended - started) * CREDENTIALS_PACE);
         if failures.is_empty() {
             self.credentials_upto = covered;
         }
@@ -309,30 +326,27 @@ impl Writer {
     ) -> Option<WriteFailure> {
         let name = self.config.credentials_file.as_ref()?;
         let roles = self.roles_of(place);
-        let creds: BTreeMap<_, _> = state
-            .valid_credentials(now)
-            .into_iter()
-            .filter(|(name, _)| roles.contains(name))
-            .collect();
+        // A set: the file is rewritten for thousands of roles, each looked up here.
+        let roles: HashSet<&RoleName> = roles.iter().collect();
         let default_role = self
             .config
             .default_role
             .as_ref()
             .filter(|r| roles.contains(r));
-        let result = self.write(
-            place,
-            Output::Credentials,
-            name,
-            &ini::render_credentials(&creds, default_role),
-        );
-        for role in creds.keys() {
-            record(
-                state,
-                role,
-                place.key(Output::Credentials),
-                result.as_ref().err(),
-            );
-        }
+        // Rendered from the state in place: no copy of every role's credentials.
+        let (body, written) = state.read_roles(|all| {
+            let creds: Vec<(&RoleName, &Credentials)> = all
+                .iter()
+                .filter(|(name, _)| roles.contains(name))
+                .filter_map(|(name, s)| Some((name, &**s.valid_credentials(now)?)))
+                .collect();
+            let written: Vec<RoleName> = creds.iter().map(|(name, _)| (*name).clone()).collect();
+            (ini::render_credentials(&creds, default_role), written)
+        });
+        let result = self.write(place, Output::Credentials, name, &body);
+        let key = place.key(Output::Credentials);
+        let failure = result.as_ref().err();
+        state.update_each(&written, |s| keep_outcome(s, &key, failure));
         result.err()
     }
 
@@ -352,14 +366,18 @@ impl Writer {
 /// Keeps the outcome of a write in the role's state under `key`: the failure until a later
 /// write succeeds.
 fn record(state: &State, role: &RoleName, key: String, failure: Option<&WriteFailure>) {
-    state.update(role, |s| match failure {
+    state.update(role, |s| keep_outcome(s, &key, failure));
+}
+
+fn keep_outcome(s: &mut RoleState, key: &str, failure: Option<&WriteFailure>) {
+    match failure {
         Some(failure) => {
-            s.write_errors.insert(key, failure.to_string());
+            s.write_errors.insert(key.to_string(), failure.to_string());
         }
         None => {
-            s.write_errors.remove(&key);
+            s.write_errors.remove(key);
         }
-    });
+    }
 }
 
 /// The output label of a `write_errors` key.

@@ -96,6 +96,8 @@ impl Resolver<'_> {
         refresh: &RefreshConfig,
     ) -> Result<Vec<RoleConfig>, ConfigError> {
         let mut roles: Vec<RoleConfig> = Vec::new();
+        // Each name's index: thousands of roles are checked in one pass.
+        let mut taken: BTreeMap<RoleName, usize> = BTreeMap::new();
         for (index, entry) in entries.iter().enumerate() {
             let key = |field: &str| role_key(index, field);
             let role_line = entry.name.referenced.line();
@@ -120,7 +122,7 @@ impl Resolver<'_> {
                 entry: Some((index, entry)),
             };
             let role = self.role(input, refresh)?;
-            if let Some(first) = roles.iter().position(|other| other.name == role.name) {
+            if let Some(first) = taken.insert(role.name.clone(), index) {
                 return Err(ConfigError {
                     at: self.origin(&key("name"), role_line),
                     message: format!(
