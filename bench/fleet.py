@@ -170,10 +170,36 @@ def storm(binary, sts_binary, n, rate, burst, limit=600):
             "started": started, "exited": exited, "stats": stats}
 
 
-def roles(binary, sts_binary, n, latency, concurrency=16, limit=900):
-    """One sidecar with n roles against the stand-in answering after `latency`: seconds until all
-    are ready, the bound n x latency / concurrency, and the RSS with n roles and with 1."""
-    work = tempfile.mkdtemp(prefix="rolerelay-roles-")
+# An AssumeRole as the SDK sends it, for wrk (the stand-in reads the action and the role).
+WRK_ASSUME_ROLE = """wrk.method = "POST"
+wrk.body = "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A111111111111%3Arole%2FR1&RoleSessionName=s&DurationSeconds=3600"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "AWS4-HMAC-SHA256 Credential=AKIA/20261207/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0"
+"""
+
+
+def stand_in_capacity(sts_binary, latency, concurrency=16, seconds=5):
+    """AssumeRole answers per second the stand-in gives `concurrency` keep-alive connections of
+    wrk (a client that costs next to nothing): what its `latency` allows in practice."""
+    sts = StandIn(sts_binary, latency=latency)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_ASSUME_ROLE)
+        script.flush()
+        try:
+            out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", script.name, sts.url],
+                                 capture_output=True, text=True, check=True).stdout
+        finally:
+            sts.close()
+    if "Non-2xx" in out:
+        sys.exit(f"the stand-in refused wrk's AssumeRole:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def roles(binary, sts_binary, n, latency, concurrency=16, limit=900, base=None):
+    """One sidecar with n roles against the stand-in answering after `latency`, its files under
+    `base` (a tmpfs, or the default temporary directory): seconds until all are ready, the bound
+    n x latency / concurrency, and the RSS with n roles and with 1."""
+    work = tempfile.mkdtemp(prefix="rolerelay-roles-", dir=base)
     sts = StandIn(sts_binary, latency=latency)
     env = environment(work)
     seconds = float(latency.rstrip("ms")) / 1000 if latency.endswith("ms") else float(latency.rstrip("s"))
