@@ -34,6 +34,7 @@
 //! - [`doctor`] — `rolerelay doctor`: each step of the path probed; hints give cause and fix.
 //! - [`app`] — the `run` and `once` commands: start the tasks, apply reloads, own the shutdown order.
 //! - [`logging`] — JSON or text logs.
+//! - [`memory`] — giving back what a start with thousands of roles freed.
 //! - [`clock`] — the one place that reads the wall clock, and the [`clock::Clock`] tests pause.
 
 pub mod access;
@@ -48,6 +49,7 @@ pub mod doctor;
 pub mod healthcheck;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod outputs;
 pub mod refresher;

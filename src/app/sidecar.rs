@@ -15,8 +15,9 @@ use super::SHUTDOWN_GRACE;
 use crate::access::Access;
 use crate::assume::Assumer;
 use crate::config::diff::{diff, running_after_reload, Diff};
-use crate::config::{Config, ConfigArgs, RoleConfig, RoleName};
+use crate::config::{Config, ConfigArgs, RoleName};
 use crate::context::{Context, LiveSettings};
+use crate::memory::FirstRound;
 use crate::outputs::Layout;
 use crate::refresher::RoleLoop;
 use crate::reload;
@@ -115,15 +116,17 @@ impl Sidecar {
     }
 
     pub(super) fn start_all(&mut self) {
+        let round = Arc::new(FirstRound::new(self.config.roles.len()));
         for role in self.config.roles.clone() {
-            self.start(role);
+            let role_loop = RoleLoop::new(self.ctx.clone(), role).in_first_round(round.clone());
+            self.start(role_loop);
         }
     }
 
-    fn start(&mut self, role: RoleConfig) {
+    fn start(&mut self, role_loop: RoleLoop) {
         let (stop, stopped) = watch::channel(false);
-        let name = role.name.clone();
-        let task = tokio::spawn(RoleLoop::new(self.ctx.clone(), role).run(stopped));
+        let name = role_loop.name().clone();
+        let task = tokio::spawn(role_loop.run(stopped));
         self.loops.insert(name, RoleTask { stop, task });
     }
 
@@ -275,7 +278,7 @@ impl Sidecar {
         for role in changes.added.iter().chain(&changes.changed) {
             ctx.state.add_role(role);
             ctx.metrics.add_role(role.name.as_str());
-            self.start(role.clone());
+            self.start(RoleLoop::new(ctx.clone(), role.clone()));
         }
         self.config = running;
     }

@@ -13,9 +13,10 @@ use tracing::{error, info, warn};
 
 use crate::assume::{AssumeError, Assumed, ErrorKind};
 use crate::clock::later;
-use crate::config::{HumanDuration, RoleConfig, ONE_HOUR};
+use crate::config::{HumanDuration, RoleConfig, RoleName, ONE_HOUR};
 use crate::context::Context;
 use crate::credentials::rfc3339;
+use crate::memory::FirstRound;
 use crate::metrics::Attempt;
 use crate::outputs::{container, WriteFailure};
 use crate::schedule::{self, Failure};
@@ -77,6 +78,8 @@ pub struct RoleLoop {
     write_failures: u32,
     /// The expiration of the credentials last withdrawn: each expired generation is withdrawn once.
     withdrawn: Option<SystemTime>,
+    /// The start's first round, told when this loop's first attempt is done.
+    first_round: Option<Arc<FirstRound>>,
 }
 
 impl RoleLoop {
@@ -87,9 +90,21 @@ impl RoleLoop {
             refresh_at: ctx.clock.now(),
             write_failures: 0,
             withdrawn: None,
+            first_round: None,
             ctx,
             role,
         }
+    }
+
+    /// The role this loop refreshes.
+    pub fn name(&self) -> &RoleName {
+        &self.role.name
+    }
+
+    /// The loop counts in `round`: a start's roles, whose first attempts end together.
+    pub fn in_first_round(mut self, round: Arc<FirstRound>) -> RoleLoop {
+        self.first_round = Some(round);
+        self
     }
 
     /// Refreshes the role on its schedule until `shutdown` turns true.
@@ -107,6 +122,9 @@ impl RoleLoop {
                 self.publish().await
             };
             self.withdraw_if_expired().await;
+            if let Some(round) = self.first_round.take() {
+                round.finished_one();
+            }
             let wake = self.schedule(due, &result);
             if let Err(e) = &result {
                 self.log_failure(e, wake.next);
