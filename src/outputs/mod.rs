@@ -512,4 +512,6 @@ pub(super) fn prepare_dir(dir: &Path, owner: Option<Owner>) -> io::Result<()> {
 }
 
 #[cfg(test)]
+mod publish_tests;
+#[cfg(test)]
 mod tests;
