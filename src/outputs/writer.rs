@@ -66,23 +66,39 @@ impl Writer {
         name: &str,
         body: &str,
     ) -> Result<(), WriteFailure> {
+        self.write_each(place, &[(output, name, body)])
+            .pop()
+            .expect("one result for one file")
+    }
+
+    /// Writes each `(output, name, body)` in `place`, with one fsync of the directory.
+    fn write_each(
+        &self,
+        place: &Place,
+        files: &[(Output, &str, &str)],
+    ) -> Vec<Result<(), WriteFailure>> {
         if self.closed {
-            return Ok(());
+            return files.iter().map(|_| Ok(())).collect();
         }
         let config = &self.config;
-        atomic::write(
-            &place.dir,
-            name,
-            body.as_bytes(),
-            config.file_mode.0,
-            config.owner.map(|owner| owner.gid),
-        )
-        .map_err(|error| WriteFailure {
-            output,
-            path: place.dir.join(name),
-            removing: false,
-            error,
-        })
+        let contents: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(_, name, body)| (*name, body.as_bytes()))
+            .collect();
+        let group = config.owner.map(|owner| owner.gid);
+        let results = atomic::write_each(&place.dir, &contents, config.file_mode.0, group);
+        files
+            .iter()
+            .zip(results)
+            .map(|((output, name, _), result)| {
+                result.map_err(|error| WriteFailure {
+                    output: *output,
+                    path: place.dir.join(name),
+                    removing: false,
+                    error,
+                })
+            })
+            .collect()
     }
 
     pub(super) fn remove(
@@ -113,20 +129,25 @@ impl Writer {
         else {
             return Vec::new();
         };
+        let rendered: Vec<(Output, String, String)> = Output::PER_ROLE
+            .into_iter()
+            .filter(|output| output.enabled(&self.config))
+            .filter_map(|output| {
+                let name = output.file_name(role.as_str())?;
+                let body = match output {
+                    Output::ProcessJson => process_json::render(&creds),
+                    _ => env::render(&creds),
+                };
+                Some((output, name, body))
+            })
+            .collect();
+        let files: Vec<(Output, &str, &str)> = rendered
+            .iter()
+            .map(|(output, name, body)| (*output, name.as_str(), body.as_str()))
+            .collect();
         let mut failures = Vec::new();
-        for output in Output::PER_ROLE {
-            let (Some(name), true) = (
-                output.file_name(role.as_str()),
-                output.enabled(&self.config),
-            ) else {
-                continue;
-            };
-            let body = match output {
-                Output::ProcessJson => process_json::render(&creds),
-                _ => env::render(&creds),
-            };
-            let result = self.write(place, output, &name, &body);
-            record(state, role, place.key(output), result.as_ref().err());
+        for ((output, _, _), result) in files.iter().zip(self.write_each(place, &files)) {
+            record(state, role, place.key(*output), result.as_ref().err());
             failures.extend(result.err());
         }
         failures
