@@ -319,22 +319,22 @@ impl Outputs {
     ) -> Vec<WriteFailure> {
         let number = self.number_publication();
         let (own, role) = (state.clone(), role.clone());
-        let mut failures = self
-            .in_background(move |outputs| outputs.write_own_files(&own, &role, now))
+        // One trip to the blocking pool when `credentials` is due or already covers this.
+        let (mut failures, mut covered) = self
+            .in_background(move |outputs| {
+                let failures = outputs.write_own_files(&own, &role, now);
+                (failures, outputs.cover(&own, now, number, true))
+            })
             .await;
-        loop {
+        while let Err(at) = covered {
+            tokio::time::sleep_until(at).await;
             let state = state.clone();
-            let covered = self
+            covered = self
                 .in_background(move |outputs| outputs.cover(&state, now, number, true))
                 .await;
-            match covered {
-                Ok(more) => {
-                    failures.extend(more);
-                    return failures;
-                }
-                Err(at) => tokio::time::sleep_until(at).await,
-            }
         }
+        failures.extend(covered.unwrap_or_default());
+        failures
     }
 
     /// Removes `role`'s own files and its `credentials` sections (its credentials expired).
