@@ -1,17 +1,16 @@
-//! Every metric of rolerelay, with its name, help text and labels, in one owned registry.
+//! Every metric of rolerelay, with its name, help text and labels, kept in one small registry of
+//! its own and rendered in Prometheus's text format (version 0.0.4).
 //!
-//! Label values are fixed sets (result, kind, output, code) or configured role names; a role name
-//! an HTTP client made up is never used as a label (it becomes [`UNKNOWN_ROLE`]).
+//! Label values are fixed sets (result, kind, output, code) or configured names; a role name an
+//! HTTP client made up is never used as a label (it becomes [`UNKNOWN_ROLE`]). A role's series
+//! are one struct of plain numbers, created by [`Metrics::add_role`] and dropped by
+//! [`Metrics::remove_role`]: at 10,000 roles they are ~0.2 KiB each, where a general-purpose
+//! registry kept a label vector, a map entry and an `Arc` per series (~3 KiB a role).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::fmt::{Display, Write};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
-
-use prometheus::core::Collector;
-use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-};
 
 use crate::assume::ErrorKind;
 use crate::clock::unix_seconds;
@@ -23,21 +22,83 @@ pub const UNKNOWN_ROLE: &str = "_unknown";
 /// The `client` label of endpoint requests without a valid token (with `clients`).
 pub const NO_CLIENT: &str = "_none";
 
-/// `rolerelay_endpoint_requests_total`: its name and help, for both of its label sets.
-const ENDPOINT_REQUESTS: (&str, &str) = (
-    "rolerelay_endpoint_requests_total",
-    "Requests to the container-credentials endpoint, per role and HTTP status code (and client, with clients).",
-);
-
 /// The `result` label values.
 const SUCCESS: &str = "success";
 const ERROR: &str = "error";
 
 /// STS latency buckets, in seconds: a regional call takes tens of milliseconds; the top buckets
 /// catch calls near the default 10 s timeout.
-const DURATION_BUCKETS: &[f64] = &[
+const DURATION_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// One metric family: its name, help text and type.
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+}
+
+const fn family(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+    Family { name, help, kind }
+}
+
+const BUILD_INFO: Family = family(
+    "rolerelay_build_info",
+    "gauge",
+    "Always 1; the version label says which build runs.",
+);
+const CONFIG_RELOADS: Family = family(
+    "rolerelay_config_reloads_total",
+    "counter",
+    "Configuration reloads, by result (success or error).",
+);
+const CONSECUTIVE_FAILURES: Family = family(
+    "rolerelay_consecutive_failures",
+    "gauge",
+    "Failed attempts since the role's last success.",
+);
+const CREDENTIALS_EXPIRY: Family = family(
+    "rolerelay_credentials_expiry_timestamp_seconds",
+    "gauge",
+    "When the role's current credentials expire, in Unix seconds.",
+);
+const ENDPOINT_REQUESTS: Family = family(
+    "rolerelay_endpoint_requests_total",
+    "counter",
+    "Requests to the container-credentials endpoint, per role and HTTP status code (and client, with clients).",
+);
+const LAST_SUCCESS: Family = family(
+    "rolerelay_last_success_timestamp_seconds",
+    "gauge",
+    "When the role was last refreshed successfully, in Unix seconds.",
+);
+const OUTPUT_WRITE_ERRORS: Family = family(
+    "rolerelay_output_write_errors_total",
+    "counter",
+    "Failed writes of an output file, per role and output.",
+);
+const READY: Family = family(
+    "rolerelay_ready",
+    "gauge",
+    "1 when the role has valid credentials written to every output (as /readyz judges it), else 0.",
+);
+const REFRESH_DURATION: Family = family(
+    "rolerelay_refresh_duration_seconds",
+    "histogram",
+    "Time taken by one AssumeRole attempt (all hops of a chain).",
+);
+const REFRESH_ERRORS: Family = family(
+    "rolerelay_refresh_errors_total",
+    "counter",
+    "Failed AssumeRole attempts per role, by kind of failure.",
+);
+const REFRESH: Family = family(
+    "rolerelay_refresh_total",
+    "counter",
+    "AssumeRole attempts per role, by result (success or error).",
+);
 
 /// One STS attempt for a role, as the metrics count it.
 #[derive(Clone, Copy, Debug)]
@@ -58,405 +119,377 @@ pub enum Attempt {
     },
 }
 
-/// `rolerelay_endpoint_requests_total` with the labels of the moment.
+/// Every series, behind one lock: each update is a few additions.
 #[derive(Debug)]
-struct EndpointRequests {
-    counter: IntCounterVec,
-    /// Whether it has the `client` label.
-    by_client: bool,
-}
-
-impl EndpointRequests {
-    fn new(by_client: bool) -> EndpointRequests {
-        let labels: &[&str] = match by_client {
-            true => &["role", "code", "client"],
-            false => &["role", "code"],
-        };
-        let (name, help) = ENDPOINT_REQUESTS;
-        EndpointRequests {
-            counter: IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
-            by_client,
-        }
-    }
-}
-
-/// The metrics and their registry. Each field is named after its metric; the label values are
-/// set only by the `record_*` methods below.
-#[derive(Clone, Debug)]
 pub struct Metrics {
-    registry: Registry,
-    refresh_total: IntCounterVec,
-    refresh_errors_total: IntCounterVec,
-    refresh_duration_seconds: HistogramVec,
-    credentials_expiry_timestamp_seconds: GaugeVec,
-    last_success_timestamp_seconds: GaugeVec,
-    consecutive_failures: IntGaugeVec,
-    output_write_errors_total: IntCounterVec,
-    /// With a `client` label only while clients are configured: without them, the series stay
-    /// as they were before clients existed.
-    endpoint_requests_total: Arc<RwLock<EndpointRequests>>,
-    config_reloads_total: IntCounterVec,
-    build_info: IntGaugeVec,
-    ready: IntGaugeVec,
+    version: String,
+    series: Mutex<Series>,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    /// The configured roles' series, by role name.
+    roles: BTreeMap<Box<str>, RoleSeries>,
+    /// `rolerelay_endpoint_requests_total`, by role label (a configured role or [`UNKNOWN_ROLE`]).
+    requests: BTreeMap<Box<str>, Vec<Requests>>,
+    /// Whether the requests carry a `client` label: only while clients are configured, so that
+    /// without them the series stay as they were before clients existed.
+    by_client: bool,
+    reloads_applied: u64,
+    reloads_refused: u64,
+}
+
+/// One role's series. Those of its first error, first write error and first attempt appear when
+/// that happens; eleven more series per role at zero would cost more memory than they tell.
+#[derive(Debug, Default)]
+struct RoleSeries {
+    succeeded: u64,
+    failed: u64,
+    /// By kind label, sorted.
+    errors: Vec<(&'static str, u64)>,
+    durations: Option<Box<Histogram>>,
+    expiry: Option<f64>,
+    last_success: Option<f64>,
+    consecutive_failures: u32,
+    ready: bool,
+    /// By output label, sorted.
+    write_errors: Vec<(&'static str, u64)>,
+}
+
+/// `rolerelay_refresh_duration_seconds` of one role.
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Observations per bucket (not cumulative); those above the last bound count only in
+    /// `count`.
+    buckets: [u64; DURATION_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The requests of one role label with one status code (and client).
+#[derive(Debug)]
+struct Requests {
+    client: Option<Box<str>>,
+    code: u16,
+    count: u64,
 }
 
 impl Metrics {
-    /// All metrics, registered in a new registry; `rolerelay_build_info` names `version`.
+    /// No role yet; `rolerelay_build_info` names `version`.
     pub fn new(version: &str) -> Metrics {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
-        };
-        let gauge = |name: &str, help: &str| {
-            GaugeVec::new(Opts::new(name, help), &["role"]).expect("valid metric")
-        };
-        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
-            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
-        };
-        let metrics = Metrics {
-            registry: Registry::new(),
-            refresh_total: counter(
-                "rolerelay_refresh_total",
-                "AssumeRole attempts per role, by result (success or error).",
-                &["role", "result"],
-            ),
-            refresh_errors_total: counter(
-                "rolerelay_refresh_errors_total",
-                "Failed AssumeRole attempts per role, by kind of failure.",
-                &["role", "kind"],
-            ),
-            refresh_duration_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "rolerelay_refresh_duration_seconds",
-                    "Time taken by one AssumeRole attempt (all hops of a chain).",
-                )
-                .buckets(DURATION_BUCKETS.to_vec()),
-                &["role"],
-            )
-            .expect("valid metric"),
-            credentials_expiry_timestamp_seconds: gauge(
-                "rolerelay_credentials_expiry_timestamp_seconds",
-                "When the role's current credentials expire, in Unix seconds.",
-            ),
-            last_success_timestamp_seconds: gauge(
-                "rolerelay_last_success_timestamp_seconds",
-                "When the role was last refreshed successfully, in Unix seconds.",
-            ),
-            consecutive_failures: int_gauge(
-                "rolerelay_consecutive_failures",
-                "Failed attempts since the role's last success.",
-                &["role"],
-            ),
-            output_write_errors_total: counter(
-                "rolerelay_output_write_errors_total",
-                "Failed writes of an output file, per role and output.",
-                &["role", "output"],
-            ),
-            endpoint_requests_total: Arc::new(RwLock::new(EndpointRequests::new(false))),
-            config_reloads_total: counter(
-                "rolerelay_config_reloads_total",
-                "Configuration reloads, by result (success or error).",
-                &["result"],
-            ),
-            ready: int_gauge(
-                "rolerelay_ready",
-                "1 when the role has valid credentials written to every output (as /readyz judges it), else 0.",
-                &["role"],
-            ),
-            build_info: int_gauge(
-                "rolerelay_build_info",
-                "Always 1; the version label says which build runs.",
-                &["version"],
-            ),
-        };
-        metrics.register();
-        metrics.build_info.with_label_values(&[version]).set(1);
-        for result in [SUCCESS, ERROR] {
-            metrics.config_reloads_total.with_label_values(&[result]);
+        Metrics {
+            version: version.to_owned(),
+            series: Mutex::new(Series::default()),
         }
-        metrics
+    }
+
+    /// The series, even after a panic elsewhere (counts stay counts).
+    fn series(&self) -> MutexGuard<'_, Series> {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Creates a role's main series at zero, so dashboards and alerts see them before the first
+    /// event; a role that is already there (restarted by a reload) keeps its counts.
+    pub fn add_role(&self, role: &str) {
+        let mut series = self.series();
+        match series.roles.get_mut(role) {
+            Some(existing) => {
+                existing.consecutive_failures = 0;
+                existing.ready = false;
+            }
+            None => {
+                series.roles.insert(role.into(), RoleSeries::default());
+            }
+        }
+    }
+
+    /// Drops every series of a role that is no longer configured; what it records afterwards
+    /// is not counted.
+    pub fn remove_role(&self, role: &str) {
+        let mut series = self.series();
+        series.roles.remove(role);
+        series.requests.remove(role);
+    }
+
+    /// Applies `update` to a configured role's series.
+    fn role(&self, role: &str, update: impl FnOnce(&mut RoleSeries)) {
+        if let Some(series) = self.series().roles.get_mut(role) {
+            update(series);
+        }
     }
 
     /// Counts one STS attempt for `role` that took `took`.
     pub fn record_refresh(&self, role: &str, attempt: Attempt, took: Duration) {
-        self.refresh_duration_seconds
-            .with_label_values(&[role])
-            .observe(took.as_secs_f64());
-        match attempt {
-            Attempt::Succeeded { expiration, at } => {
-                self.refresh_total.with_label_values(&[role, SUCCESS]).inc();
-                self.consecutive_failures.with_label_values(&[role]).set(0);
-                self.credentials_expiry_timestamp_seconds
-                    .with_label_values(&[role])
-                    .set(unix_seconds(expiration));
-                self.last_success_timestamp_seconds
-                    .with_label_values(&[role])
-                    .set(unix_seconds(at));
+        self.role(role, |series| {
+            series
+                .durations
+                .get_or_insert_with(Box::default)
+                .observe(took.as_secs_f64());
+            match attempt {
+                Attempt::Succeeded { expiration, at } => {
+                    series.succeeded += 1;
+                    series.consecutive_failures = 0;
+                    series.expiry = Some(unix_seconds(expiration));
+                    series.last_success = Some(unix_seconds(at));
+                }
+                Attempt::Failed {
+                    kind,
+                    consecutive_failures,
+                } => {
+                    series.failed += 1;
+                    series.consecutive_failures = consecutive_failures;
+                    count(&mut series.errors, kind.metric_label());
+                }
             }
-            Attempt::Failed {
-                kind,
-                consecutive_failures,
-            } => {
-                self.consecutive_failures
-                    .with_label_values(&[role])
-                    .set(i64::from(consecutive_failures));
-                self.refresh_total.with_label_values(&[role, ERROR]).inc();
-                self.refresh_errors_total
-                    .with_label_values(&[role, kind.metric_label()])
-                    .inc();
-            }
-        }
+        });
     }
 
     /// Counts each failed write of one of `role`'s outputs.
     pub fn record_write_failures(&self, role: &str, failures: &[WriteFailure]) {
-        for failure in failures {
-            self.output_write_errors_total
-                .with_label_values(&[role, failure.output.label()])
-                .inc();
-        }
+        self.role(role, |series| {
+            for failure in failures {
+                count(&mut series.write_errors, failure.output.label());
+            }
+        });
+    }
+
+    /// Sets `rolerelay_ready` of `role`.
+    pub fn set_ready(&self, role: &str, ready: bool) {
+        self.role(role, |series| series.ready = ready);
     }
 
     /// Counts one endpoint request: `role` is a configured role or [`UNKNOWN_ROLE`]; `client` a
     /// configured client or [`NO_CLIENT`] when there are clients, else none.
     pub fn record_endpoint_request(&self, role: &str, client: Option<&str>, code: u16) {
-        let requests = self.endpoint_requests();
-        let code = code.to_string();
-        match requests.by_client {
-            true => requests
-                .counter
-                .with_label_values(&[role, &code, client.unwrap_or(NO_CLIENT)]),
-            false => requests.counter.with_label_values(&[role, &code]),
+        let mut series = self.series();
+        let client = match series.by_client {
+            true => Some(client.unwrap_or(NO_CLIENT)),
+            false => None,
+        };
+        if !series.requests.contains_key(role) {
+            series.requests.insert(role.into(), Vec::new());
         }
-        .inc();
-    }
-
-    fn endpoint_requests(&self) -> std::sync::RwLockReadGuard<'_, EndpointRequests> {
-        self.endpoint_requests_total
-            .read()
-            .expect("metrics lock poisoned")
+        let Some(requests) = series.requests.get_mut(role) else {
+            return;
+        };
+        match requests.binary_search_by(|r| (r.client.as_deref(), r.code).cmp(&(client, code))) {
+            Ok(found) => requests[found].count += 1,
+            Err(at) => requests.insert(
+                at,
+                Requests {
+                    client: client.map(Into::into),
+                    code,
+                    count: 1,
+                },
+            ),
+        }
     }
 
     /// Gives `rolerelay_endpoint_requests_total` its `client` label, or takes it away, when
     /// clients are configured or no longer are (at start, after a reload). The counts start
     /// again from zero then, which Prometheus reads as a counter reset.
     pub fn set_client_label(&self, by_client: bool) {
-        let mut requests = self
-            .endpoint_requests_total
-            .write()
-            .expect("metrics lock poisoned");
-        if requests.by_client == by_client {
-            return;
+        let mut series = self.series();
+        if series.by_client != by_client {
+            series.by_client = by_client;
+            series.requests.clear();
         }
-        let next = EndpointRequests::new(by_client);
-        *requests = next;
     }
 
     /// Drops the endpoint series of a client that is no longer configured.
     pub fn remove_client(&self, client: &str) {
-        self.remove_series("client", client);
+        for requests in self.series().requests.values_mut() {
+            requests.retain(|r| r.client.as_deref() != Some(client));
+        }
     }
 
     /// Counts a configuration reload that was applied.
     pub fn record_reload_applied(&self) {
-        self.config_reloads_total
-            .with_label_values(&[SUCCESS])
-            .inc();
+        self.series().reloads_applied += 1;
     }
 
     /// Counts a configuration reload that was refused (the running configuration stayed).
     pub fn record_reload_refused(&self) {
-        self.config_reloads_total.with_label_values(&[ERROR]).inc();
+        self.series().reloads_refused += 1;
     }
 
-    /// Sets `rolerelay_ready` of `role`.
-    pub fn set_ready(&self, role: &str, ready: bool) {
-        self.ready.with_label_values(&[role]).set(i64::from(ready));
+    /// The Prometheus text exposition of every metric: families sorted by name, each family's
+    /// series by role, each series' labels by name.
+    pub fn render(&self) -> String {
+        let series = self.series();
+        // About 1 KiB per role with a histogram; one allocation for most scrapes.
+        let mut text = Exposition(String::with_capacity(4096 + series.roles.len() * 1024));
+        let roles = &series.roles;
+        text.family(&BUILD_INFO)
+            .sample("", &[("version", &self.version)], 1);
+        let mut reloads = text.family(&CONFIG_RELOADS);
+        reloads.sample("", &[("result", ERROR)], series.reloads_refused);
+        reloads.sample("", &[("result", SUCCESS)], series.reloads_applied);
+        text.each_role(&CONSECUTIVE_FAILURES, roles, |s| {
+            Some(s.consecutive_failures)
+        });
+        text.each_role(&CREDENTIALS_EXPIRY, roles, |s| s.expiry);
+        text.requests(&series);
+        text.each_role(&LAST_SUCCESS, roles, |s| s.last_success);
+        text.each_role_and(&OUTPUT_WRITE_ERRORS, "output", roles, |s| &s.write_errors);
+        text.each_role(&READY, roles, |s| Some(u8::from(s.ready)));
+        text.durations(roles);
+        text.each_role_and(&REFRESH_ERRORS, "kind", roles, |s| &s.errors);
+        let mut refreshes = text.family(&REFRESH);
+        for (role, s) in roles {
+            refreshes.sample("", &[("result", ERROR), ("role", role)], s.failed);
+            refreshes.sample("", &[("result", SUCCESS), ("role", role)], s.succeeded);
+        }
+        text.0
     }
+}
 
-    fn register(&self) {
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(self.refresh_total.clone()),
-            Box::new(self.refresh_errors_total.clone()),
-            Box::new(self.refresh_duration_seconds.clone()),
-            Box::new(self.credentials_expiry_timestamp_seconds.clone()),
-            Box::new(self.last_success_timestamp_seconds.clone()),
-            Box::new(self.consecutive_failures.clone()),
-            Box::new(self.output_write_errors_total.clone()),
-            Box::new(self.config_reloads_total.clone()),
-            Box::new(self.build_info.clone()),
-            Box::new(self.ready.clone()),
-        ];
-        for collector in collectors {
-            self.registry
-                .register(collector)
-                .expect("each metric is registered once");
+/// Adds one to the count of `label` in a list sorted by label.
+fn count(counts: &mut Vec<(&'static str, u64)>, label: &'static str) {
+    match counts.binary_search_by(|(l, _)| l.cmp(&label)) {
+        Ok(found) => counts[found].1 += 1,
+        Err(at) => counts.insert(at, (label, 1)),
+    }
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(bucket) = DURATION_BUCKETS.iter().position(|&le| seconds <= le) {
+            self.buckets[bucket] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// The text being rendered.
+struct Exposition(String);
+
+/// The samples of one family; its `# HELP` and `# TYPE` lines come before the first, and a
+/// family without samples is left out, as Prometheus's own clients do.
+struct Samples<'a> {
+    text: &'a mut String,
+    family: &'static Family,
+    started: bool,
+}
+
+impl Exposition {
+    fn family(&mut self, family: &'static Family) -> Samples<'_> {
+        Samples {
+            text: &mut self.0,
+            family,
+            started: false,
         }
     }
 
-    /// Creates a role's main series at zero, so dashboards and alerts see them before the first
-    /// event. The per-kind and per-output error counters appear at their first error: eleven
-    /// more series per role would cost more memory than they tell.
-    pub fn add_role(&self, role: &str) {
-        for result in [SUCCESS, ERROR] {
-            self.refresh_total.with_label_values(&[role, result]);
-        }
-        self.consecutive_failures.with_label_values(&[role]).set(0);
-        self.ready.with_label_values(&[role]).set(0);
-    }
-
-    /// Drops every series of a role that is no longer configured.
-    pub fn remove_role(&self, role: &str) {
-        self.remove_series("role", role);
-    }
-
-    /// Drops every series whose label `name` has `value`.
-    fn remove_series(&self, name: &str, value: &str) {
-        // Each family's label sets are found by gathering, so nothing is missed.
-        let requests = self.endpoint_requests();
-        for family in self.gather() {
-            for metric in family.get_metric() {
-                let labels = metric.get_label();
-                if !labels
-                    .iter()
-                    .any(|l| l.name() == name && l.value() == value)
-                {
-                    continue;
-                }
-                // Gathered labels come sorted by name: remove by name, not by position.
-                let values: HashMap<&str, &str> =
-                    labels.iter().map(|l| (l.name(), l.value())).collect();
-                // A label set belongs to one family; removing it from the others is a no-op.
-                let _ = self.refresh_total.remove(&values);
-                let _ = self.refresh_errors_total.remove(&values);
-                let _ = self.refresh_duration_seconds.remove(&values);
-                let _ = self.credentials_expiry_timestamp_seconds.remove(&values);
-                let _ = self.last_success_timestamp_seconds.remove(&values);
-                let _ = self.consecutive_failures.remove(&values);
-                let _ = self.output_write_errors_total.remove(&values);
-                let _ = requests.counter.remove(&values);
-                let _ = self.ready.remove(&values);
+    /// A family with one series per role that has a value.
+    fn each_role<V: Display>(
+        &mut self,
+        family: &'static Family,
+        roles: &BTreeMap<Box<str>, RoleSeries>,
+        value: impl Fn(&RoleSeries) -> Option<V>,
+    ) {
+        let mut samples = self.family(family);
+        for (role, series) in roles {
+            if let Some(value) = value(series) {
+                samples.sample("", &[("role", role)], value);
             }
         }
     }
 
-    /// Every metric family, sorted by name: the registry's, and the endpoint counter, which is
-    /// kept out of it because its labels change (a registry never forgets a name's labels).
-    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
-        let mut families = self.registry.gather();
-        families.extend(
-            self.endpoint_requests()
-                .counter
-                .collect()
-                .into_iter()
-                .filter(|family| !family.get_metric().is_empty()),
-        );
-        families.sort_by(|a, b| a.name().cmp(b.name()));
-        families
+    /// A counter family by role and one more label (which sorts before `role`).
+    fn each_role_and(
+        &mut self,
+        family: &'static Family,
+        label: &'static str,
+        roles: &BTreeMap<Box<str>, RoleSeries>,
+        counts: impl Fn(&RoleSeries) -> &Vec<(&'static str, u64)>,
+    ) {
+        let mut samples = self.family(family);
+        for (role, series) in roles {
+            for (value, count) in counts(series) {
+                samples.sample("", &[(label, value), ("role", role)], count);
+            }
+        }
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.gather(), &mut buffer)
-            .expect("encoding to memory does not fail");
-        String::from_utf8(buffer).expect("the text format is UTF-8")
+    fn requests(&mut self, series: &Series) {
+        let mut samples = self.family(&ENDPOINT_REQUESTS);
+        for (role, requests) in &series.requests {
+            for r in requests {
+                let code = r.code.to_string();
+                match &r.client {
+                    Some(client) => samples.sample(
+                        "",
+                        &[("client", client), ("code", &code), ("role", role)],
+                        r.count,
+                    ),
+                    None => samples.sample("", &[("code", &code), ("role", role)], r.count),
+                }
+            }
+        }
+    }
+
+    fn durations(&mut self, roles: &BTreeMap<Box<str>, RoleSeries>) {
+        let mut samples = self.family(&REFRESH_DURATION);
+        for (role, series) in roles {
+            let Some(histogram) = &series.durations else {
+                continue;
+            };
+            let mut cumulative = 0;
+            for (le, count) in DURATION_BUCKETS.iter().zip(histogram.buckets) {
+                cumulative += count;
+                let le = le.to_string();
+                samples.sample("_bucket", &[("role", role), ("le", &le)], cumulative);
+            }
+            let role: &str = role;
+            samples.sample(
+                "_bucket",
+                &[("role", role), ("le", "+Inf")],
+                histogram.count,
+            );
+            samples.sample("_sum", &[("role", role)], histogram.sum);
+            samples.sample("_count", &[("role", role)], histogram.count);
+        }
+    }
+}
+
+impl Samples<'_> {
+    /// One line: `name{label="value",...} value`; labels come in the order given (by name, but
+    /// a histogram's `le` last, as Prometheus's own clients write it).
+    fn sample(&mut self, suffix: &str, labels: &[(&str, &str)], value: impl Display) {
+        let Family { name, help, kind } = self.family;
+        if !self.started {
+            self.started = true;
+            let _ = write!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        }
+        self.text.push_str(name);
+        self.text.push_str(suffix);
+        for (i, (label, value)) in labels.iter().enumerate() {
+            self.text.push(if i == 0 { '{' } else { ',' });
+            self.text.push_str(label);
+            self.text.push_str("=\"");
+            escape_label_value(self.text, value);
+            self.text.push('"');
+        }
+        if !labels.is_empty() {
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+}
+
+/// A label value as the text format quotes it: backslash, double quote and line feed escaped.
+fn escape_label_value(text: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => text.push_str("\\\\"),
+            '"' => text.push_str("\\\""),
+            '\n' => text.push_str("\\n"),
+            c => text.push(c),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_spec_metric_is_exposed_with_help_and_type() {
-        let m = Metrics::new("test");
-        m.add_role("a");
-        m.refresh_errors_total
-            .with_label_values(&["a", "throttled"]);
-        m.output_write_errors_total
-            .with_label_values(&["a", "process_json"]);
-        m.refresh_duration_seconds
-            .with_label_values(&["a"])
-            .observe(0.05);
-        m.credentials_expiry_timestamp_seconds
-            .with_label_values(&["a"])
-            .set(1.0);
-        m.last_success_timestamp_seconds
-            .with_label_values(&["a"])
-            .set(1.0);
-        m.record_endpoint_request("a", None, 200);
-        let text = m.render();
-        for (name, kind) in [
-            ("rolerelay_refresh_total", "counter"),
-            ("rolerelay_refresh_errors_total", "counter"),
-            ("rolerelay_refresh_duration_seconds", "histogram"),
-            ("rolerelay_credentials_expiry_timestamp_seconds", "gauge"),
-            ("rolerelay_last_success_timestamp_seconds", "gauge"),
-            ("rolerelay_consecutive_failures", "gauge"),
-            ("rolerelay_output_write_errors_total", "counter"),
-            ("rolerelay_endpoint_requests_total", "counter"),
-            ("rolerelay_config_reloads_total", "counter"),
-            ("rolerelay_build_info", "gauge"),
-            ("rolerelay_ready", "gauge"),
-        ] {
-            assert!(
-                text.contains(&format!("# TYPE {name} {kind}\n")),
-                "{name}\n{text}"
-            );
-            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
-        }
-        assert!(text.contains("rolerelay_refresh_errors_total{kind=\"throttled\",role=\"a\"} 0"));
-    }
-
-    #[test]
-    fn a_removed_role_leaves_no_series() {
-        let m = Metrics::new("test");
-        m.add_role("gone");
-        m.add_role("kept");
-        m.output_write_errors_total
-            .with_label_values(&["gone", "env_file"])
-            .inc();
-        m.refresh_duration_seconds
-            .with_label_values(&["gone"])
-            .observe(0.05);
-        m.record_endpoint_request("gone", None, 200);
-        m.remove_role("gone");
-        let text = m.render();
-        assert!(!text.contains("role=\"gone\""), "{text}");
-        assert!(text.contains("role=\"kept\""));
-    }
-
-    #[test]
-    fn the_endpoint_counter_has_a_client_label_only_while_there_are_clients() {
-        let m = Metrics::new("test");
-        m.record_endpoint_request("a", None, 200);
-        assert!(m
-            .render()
-            .contains("rolerelay_endpoint_requests_total{code=\"200\",role=\"a\"} 1"));
-        m.set_client_label(true);
-        m.record_endpoint_request("a", Some("billing"), 200);
-        m.record_endpoint_request("a", None, 401);
-        m.record_endpoint_request("a", Some("gone"), 200);
-        m.remove_client("gone");
-        let text = m.render();
-        assert!(
-            text.contains(
-                "rolerelay_endpoint_requests_total{client=\"billing\",code=\"200\",role=\"a\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(text.contains("{client=\"_none\",code=\"401\",role=\"a\"} 1"));
-        assert!(!text.contains("gone") && !text.contains("{code=\"200\",role=\"a\"}"));
-        assert_eq!(
-            text.matches("# TYPE rolerelay_endpoint_requests_total counter")
-                .count(),
-            1
-        );
-        m.set_client_label(false);
-        m.record_endpoint_request("a", Some("billing"), 200);
-        let text = m.render();
-        assert!(!text.contains("client="), "{text}");
-        assert!(text.contains("rolerelay_endpoint_requests_total{code=\"200\",role=\"a\"} 1"));
-    }
-}
+mod tests;
