@@ -180,7 +180,13 @@ async fn answer(
         .is_none_or(|b| b.lock().unwrap().take(now));
     server.stats.lock().unwrap().count(now, !granted);
     if !server.latency.is_zero() {
-        tokio::time::sleep(server.latency).await;
+        // tokio's timer ticks in whole milliseconds and rounds up: 5 ms became 6 and more. A
+        // thread of the blocking pool sleeping to the deadline keeps the latency as configured.
+        let deadline = now + server.latency;
+        let _ = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()))
+        })
+        .await;
     }
     let field = |name: &str| {
         form.iter()
