@@ -32,7 +32,13 @@ const DURATION_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// One metric family: its name, help text and type.
+/// The buckets' `le` labels, as the text format writes the bounds (a unit test checks them).
+const DURATION_LABELS: [&str; 12] = [
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+];
+
+/// One metric family: its name, help text and type. The help is written as it is: no
+/// backslash or line feed in it (the text format would need them escaped).
 #[derive(Debug)]
 struct Family {
     name: &'static str,
@@ -123,11 +129,12 @@ pub enum Attempt {
 #[derive(Debug)]
 pub struct Metrics {
     version: String,
-    series: Mutex<Series>,
+    store: Mutex<Store>,
 }
 
+/// The numbers behind every series.
 #[derive(Debug, Default)]
-struct Series {
+struct Store {
     /// The configured roles' series, by role name.
     roles: BTreeMap<Box<str>, RoleSeries>,
     /// `rolerelay_endpoint_requests_total`, by role label (a configured role or [`UNKNOWN_ROLE`]).
@@ -156,6 +163,10 @@ struct RoleSeries {
     write_errors: Vec<(&'static str, u64)>,
 }
 
+// A role's series stay this small (its map entry and name aside).
+const _: () = assert!(std::mem::size_of::<RoleSeries>() <= 128);
+const _: () = assert!(std::mem::size_of::<Histogram>() <= 128);
+
 /// `rolerelay_refresh_duration_seconds` of one role.
 #[derive(Debug, Default)]
 struct Histogram {
@@ -179,26 +190,26 @@ impl Metrics {
     pub fn new(version: &str) -> Metrics {
         Metrics {
             version: version.to_owned(),
-            series: Mutex::new(Series::default()),
+            store: Mutex::new(Store::default()),
         }
     }
 
-    /// The series, even after a panic elsewhere (counts stay counts).
-    fn series(&self) -> MutexGuard<'_, Series> {
-        self.series.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The store, even after a panic while it was held: at most that one update is lost.
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Creates a role's main series at zero, so dashboards and alerts see them before the first
     /// event; a role that is already there (restarted by a reload) keeps its counts.
     pub fn add_role(&self, role: &str) {
-        let mut series = self.series();
-        match series.roles.get_mut(role) {
+        let mut store = self.store();
+        match store.roles.get_mut(role) {
             Some(existing) => {
                 existing.consecutive_failures = 0;
                 existing.ready = false;
             }
             None => {
-                series.roles.insert(role.into(), RoleSeries::default());
+                store.roles.insert(role.into(), RoleSeries::default());
             }
         }
     }
@@ -206,14 +217,14 @@ impl Metrics {
     /// Drops every series of a role that is no longer configured; what it records afterwards
     /// is not counted.
     pub fn remove_role(&self, role: &str) {
-        let mut series = self.series();
-        series.roles.remove(role);
-        series.requests.remove(role);
+        let mut store = self.store();
+        store.roles.remove(role);
+        store.requests.remove(role);
     }
 
     /// Applies `update` to a configured role's series.
     fn role(&self, role: &str, update: impl FnOnce(&mut RoleSeries)) {
-        if let Some(series) = self.series().roles.get_mut(role) {
+        if let Some(series) = self.store().roles.get_mut(role) {
             update(series);
         }
     }
@@ -261,17 +272,21 @@ impl Metrics {
     /// Counts one endpoint request: `role` is a configured role or [`UNKNOWN_ROLE`]; `client` a
     /// configured client or [`NO_CLIENT`] when there are clients, else none.
     pub fn record_endpoint_request(&self, role: &str, client: Option<&str>, code: u16) {
-        let mut series = self.series();
-        let client = match series.by_client {
+        let mut store = self.store();
+        let client = match store.by_client {
             true => Some(client.unwrap_or(NO_CLIENT)),
             false => None,
         };
-        if !series.requests.contains_key(role) {
-            series.requests.insert(role.into(), Vec::new());
+        // A request that was answered as a role was being removed counts for nobody.
+        if !store.requests.contains_key(role) {
+            if role != UNKNOWN_ROLE && !store.roles.contains_key(role) {
+                return;
+            }
+            store.requests.insert(role.into(), Vec::new());
         }
-        let Some(requests) = series.requests.get_mut(role) else {
-            return;
-        };
+        // Looked up again rather than kept from an `entry`, which would allocate the key for
+        // every request.
+        let requests = store.requests.get_mut(role).expect("inserted above");
         match requests.binary_search_by(|r| (r.client.as_deref(), r.code).cmp(&(client, code))) {
             Ok(found) => requests[found].count += 1,
             Err(at) => requests.insert(
@@ -289,52 +304,54 @@ impl Metrics {
     /// clients are configured or no longer are (at start, after a reload). The counts start
     /// again from zero then, which Prometheus reads as a counter reset.
     pub fn set_client_label(&self, by_client: bool) {
-        let mut series = self.series();
-        if series.by_client != by_client {
-            series.by_client = by_client;
-            series.requests.clear();
+        let mut store = self.store();
+        if store.by_client != by_client {
+            store.by_client = by_client;
+            store.requests.clear();
         }
     }
 
     /// Drops the endpoint series of a client that is no longer configured.
     pub fn remove_client(&self, client: &str) {
-        for requests in self.series().requests.values_mut() {
+        for requests in self.store().requests.values_mut() {
             requests.retain(|r| r.client.as_deref() != Some(client));
         }
     }
 
     /// Counts a configuration reload that was applied.
     pub fn record_reload_applied(&self) {
-        self.series().reloads_applied += 1;
+        self.store().reloads_applied += 1;
     }
 
     /// Counts a configuration reload that was refused (the running configuration stayed).
     pub fn record_reload_refused(&self) {
-        self.series().reloads_refused += 1;
+        self.store().reloads_refused += 1;
     }
 
     /// The Prometheus text exposition of every metric: families sorted by name, each family's
-    /// series by role, each series' labels by name.
+    /// series grouped by role (the `prometheus` crate sorted them by label values, so by
+    /// `result` or `kind` first; the order within a family means nothing to a scraper), each
+    /// series' labels by name.
     pub fn render(&self) -> String {
-        let series = self.series();
+        let store = self.store();
         // About 1 KiB per role with a histogram; one allocation for most scrapes.
-        let mut text = Exposition(String::with_capacity(4096 + series.roles.len() * 1024));
-        let roles = &series.roles;
+        let mut text = Exposition(String::with_capacity(4096 + store.roles.len() * 1024));
+        let roles = &store.roles;
         text.family(&BUILD_INFO)
             .sample("", &[("version", &self.version)], 1);
         let mut reloads = text.family(&CONFIG_RELOADS);
-        reloads.sample("", &[("result", ERROR)], series.reloads_refused);
-        reloads.sample("", &[("result", SUCCESS)], series.reloads_applied);
+        reloads.sample("", &[("result", ERROR)], store.reloads_refused);
+        reloads.sample("", &[("result", SUCCESS)], store.reloads_applied);
         text.each_role(&CONSECUTIVE_FAILURES, roles, |s| {
             Some(s.consecutive_failures)
         });
         text.each_role(&CREDENTIALS_EXPIRY, roles, |s| s.expiry);
-        text.requests(&series);
+        text.requests(&store.requests);
         text.each_role(&LAST_SUCCESS, roles, |s| s.last_success);
-        text.each_role_and(&OUTPUT_WRITE_ERRORS, "output", roles, |s| &s.write_errors);
+        text.counts_by_role_and(&OUTPUT_WRITE_ERRORS, "output", roles, |s| &s.write_errors);
         text.each_role(&READY, roles, |s| Some(u8::from(s.ready)));
         text.durations(roles);
-        text.each_role_and(&REFRESH_ERRORS, "kind", roles, |s| &s.errors);
+        text.counts_by_role_and(&REFRESH_ERRORS, "kind", roles, |s| &s.errors);
         let mut refreshes = text.family(&REFRESH);
         for (role, s) in roles {
             refreshes.sample("", &[("result", ERROR), ("role", role)], s.failed);
@@ -398,7 +415,7 @@ impl Exposition {
     }
 
     /// A counter family by role and one more label (which sorts before `role`).
-    fn each_role_and(
+    fn counts_by_role_and(
         &mut self,
         family: &'static Family,
         label: &'static str,
@@ -413,9 +430,9 @@ impl Exposition {
         }
     }
 
-    fn requests(&mut self, series: &Series) {
+    fn requests(&mut self, by_role: &BTreeMap<Box<str>, Vec<Requests>>) {
         let mut samples = self.family(&ENDPOINT_REQUESTS);
-        for (role, requests) in &series.requests {
+        for (role, requests) in by_role {
             for r in requests {
                 let code = r.code.to_string();
                 match &r.client {
@@ -436,13 +453,12 @@ impl Exposition {
             let Some(histogram) = &series.durations else {
                 continue;
             };
-            let mut cumulative = 0;
-            for (le, count) in DURATION_BUCKETS.iter().zip(histogram.buckets) {
-                cumulative += count;
-                let le = le.to_string();
-                samples.sample("_bucket", &[("role", role), ("le", &le)], cumulative);
-            }
             let role: &str = role;
+            let mut cumulative = 0;
+            for (le, count) in DURATION_LABELS.iter().zip(histogram.buckets) {
+                cumulative += count;
+                samples.sample("_bucket", &[("role", role), ("le", le)], cumulative);
+            }
             samples.sample(
                 "_bucket",
                 &[("role", role), ("le", "+Inf")],

@@ -87,7 +87,7 @@ impl Failing<'_> {
 
 impl Serialize for Failing<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(name, why)| (name, why)))
+        serializer.collect_map(self.0.iter().map(|(name, why)| (*name, why)))
     }
 }
 

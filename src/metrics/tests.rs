@@ -157,6 +157,7 @@ fn a_role_without_events_has_its_main_series_at_zero_and_no_others() {
         "rolerelay_refresh_errors_total",
         "rolerelay_refresh_duration_seconds",
         "rolerelay_credentials_expiry_timestamp_seconds",
+        "rolerelay_last_success_timestamp_seconds",
         "rolerelay_output_write_errors_total",
         "rolerelay_endpoint_requests_total",
     ] {
@@ -200,6 +201,7 @@ fn a_role_added_again_keeps_its_counts_and_starts_not_ready_without_failures() {
 #[test]
 fn the_endpoint_counter_has_a_client_label_only_while_there_are_clients() {
     let m = Metrics::new("test");
+    m.add_role("a");
     m.record_endpoint_request("a", None, 200);
     assert!(m
         .render()
@@ -248,8 +250,53 @@ fn a_histogram_counts_a_value_on_a_bound_in_that_bucket() {
 }
 
 #[test]
-fn a_role_costs_a_few_hundred_bytes_of_series() {
-    // The struct itself, without its map entry or the histogram allocated at the first attempt.
-    assert!(std::mem::size_of::<RoleSeries>() <= 128);
-    assert!(std::mem::size_of::<Histogram>() <= 128);
+fn the_bucket_labels_are_the_bounds_as_the_text_format_writes_them() {
+    let written: Vec<String> = DURATION_BUCKETS.iter().map(f64::to_string).collect();
+    assert_eq!(written, DURATION_LABELS);
+}
+
+#[test]
+fn a_label_value_is_escaped_in_the_exposition() {
+    let m = Metrics::new("1\\2\"3");
+    assert!(
+        m.render()
+            .contains("rolerelay_build_info{version=\"1\\\\2\\\"3\"} 1\n"),
+        "{}",
+        m.render()
+    );
+}
+
+#[test]
+fn each_family_lists_its_series_by_role() {
+    let m = Metrics::new("test");
+    for role in ["b", "a"] {
+        m.add_role(role);
+        m.record_refresh(role, failed(ErrorKind::Network, 1), Duration::ZERO);
+    }
+    let text = m.render();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("rolerelay_refresh_total{"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "rolerelay_refresh_total{result=\"error\",role=\"a\"} 1",
+            "rolerelay_refresh_total{result=\"success\",role=\"a\"} 0",
+            "rolerelay_refresh_total{result=\"error\",role=\"b\"} 1",
+            "rolerelay_refresh_total{result=\"success\",role=\"b\"} 0",
+        ]
+    );
+}
+
+#[test]
+fn a_request_for_a_removed_role_counts_for_nobody() {
+    let m = Metrics::new("test");
+    m.add_role("gone");
+    m.remove_role("gone");
+    m.record_endpoint_request("gone", None, 200);
+    m.record_endpoint_request(UNKNOWN_ROLE, None, 404);
+    let text = m.render();
+    assert!(!text.contains("gone"), "{text}");
+    assert!(text.contains("rolerelay_endpoint_requests_total{code=\"404\",role=\"_unknown\"} 1"));
 }
