@@ -28,6 +28,13 @@ fn write_failure(output: Output) -> WriteFailure {
     }
 }
 
+/// Asserts that each of `lines` is a whole line of `text`.
+fn assert_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.lines().any(|l| l == *line), "{line}\n{text}");
+    }
+}
+
 #[test]
 fn one_role_after_one_success_renders_exactly_as_the_text_format_says() {
     let m = Metrics::new("1.2.3");
@@ -125,20 +132,21 @@ fn every_spec_metric_is_exposed_with_help_and_type_once_it_has_a_series() {
         );
         assert!(text.contains(&format!("# HELP {name} ")), "{name}");
     }
-    for line in [
-        "rolerelay_refresh_errors_total{kind=\"throttled\",role=\"a\"} 1",
-        "rolerelay_refresh_total{result=\"error\",role=\"a\"} 1",
-        "rolerelay_output_write_errors_total{output=\"process_json\",role=\"a\"} 1",
-        "rolerelay_endpoint_requests_total{code=\"200\",role=\"a\"} 1",
-        "rolerelay_config_reloads_total{result=\"error\"} 1",
-        // The 40 s attempt is above every bucket: it counts only in +Inf.
-        "rolerelay_refresh_duration_seconds_bucket{role=\"a\",le=\"30\"} 1",
-        "rolerelay_refresh_duration_seconds_bucket{role=\"a\",le=\"+Inf\"} 2",
-        "rolerelay_refresh_duration_seconds_sum{role=\"a\"} 40.003",
-        "rolerelay_consecutive_failures{role=\"a\"} 0",
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
-    }
+    assert_lines(
+        &text,
+        &[
+            "rolerelay_refresh_errors_total{kind=\"throttled\",role=\"a\"} 1",
+            "rolerelay_refresh_total{result=\"error\",role=\"a\"} 1",
+            "rolerelay_output_write_errors_total{output=\"process_json\",role=\"a\"} 1",
+            "rolerelay_endpoint_requests_total{code=\"200\",role=\"a\"} 1",
+            "rolerelay_config_reloads_total{result=\"error\"} 1",
+            // The 40 s attempt is above every bucket: it counts only in +Inf.
+            "rolerelay_refresh_duration_seconds_bucket{role=\"a\",le=\"30\"} 1",
+            "rolerelay_refresh_duration_seconds_bucket{role=\"a\",le=\"+Inf\"} 2",
+            "rolerelay_refresh_duration_seconds_sum{role=\"a\"} 40.003",
+            "rolerelay_consecutive_failures{role=\"a\"} 0",
+        ],
+    );
 }
 
 #[test]
@@ -146,13 +154,14 @@ fn a_role_without_events_has_its_main_series_at_zero_and_no_others() {
     let m = Metrics::new("test");
     m.add_role("a");
     let text = m.render();
-    for present in [
-        "rolerelay_refresh_total{result=\"success\",role=\"a\"} 0",
-        "rolerelay_consecutive_failures{role=\"a\"} 0",
-        "rolerelay_ready{role=\"a\"} 0",
-    ] {
-        assert!(text.lines().any(|l| l == present), "{present}\n{text}");
-    }
+    assert_lines(
+        &text,
+        &[
+            "rolerelay_refresh_total{result=\"success\",role=\"a\"} 0",
+            "rolerelay_consecutive_failures{role=\"a\"} 0",
+            "rolerelay_ready{role=\"a\"} 0",
+        ],
+    );
     for absent in [
         "rolerelay_refresh_errors_total",
         "rolerelay_refresh_duration_seconds",
@@ -189,13 +198,14 @@ fn a_role_added_again_keeps_its_counts_and_starts_not_ready_without_failures() {
     m.set_ready("a", true);
     m.add_role("a");
     let text = m.render();
-    for line in [
-        "rolerelay_refresh_total{result=\"error\",role=\"a\"} 1",
-        "rolerelay_consecutive_failures{role=\"a\"} 0",
-        "rolerelay_ready{role=\"a\"} 0",
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
-    }
+    assert_lines(
+        &text,
+        &[
+            "rolerelay_refresh_total{result=\"error\",role=\"a\"} 1",
+            "rolerelay_consecutive_failures{role=\"a\"} 0",
+            "rolerelay_ready{role=\"a\"} 0",
+        ],
+    );
 }
 
 #[test]
