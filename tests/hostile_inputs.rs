@@ -355,6 +355,50 @@ fn plain_http_to_sts_is_refused_unless_the_host_is_loopback_or_it_is_allowed() {
 }
 
 #[test]
+fn an_endpoint_url_the_sdk_could_not_send_to_is_refused_before_it_runs() {
+    let sb = Sandbox::new();
+    for (url, what) in [
+        ("https://bücher.example", "xn--bcher-kva.example"),
+        ("https://sts example.com", "percent-encoded"),
+    ] {
+        assert_refused(
+            check(&sb, &["--sts-endpoint-url", url], &[]),
+            &["--sts-endpoint-url (or ROLERELAY_STS_ENDPOINT_URL)", what],
+            url,
+        );
+    }
+    let file = sb.write(
+        "c.yaml",
+        "sts:\n  endpoint_url: https://sts.bücher.example\nroles: []\n",
+    );
+    assert_refused(
+        check(&sb, &["--config", file.to_str().unwrap()], &[]),
+        &["c.yaml:2: sts.endpoint_url", "xn--"],
+        "in the file",
+    );
+    let punycode = ["--sts-endpoint-url", "https://xn--bcher-kva.example"];
+    assert_eq!(check(&sb, &punycode, &[]).0, Some(0), "the xn-- form");
+}
+
+/// Host names are ASCII here (above), so the build leaves out Unicode's IDNA tables: the `url`
+/// crate under aws-config takes them from `idna_adapter`, whose 1.0 line has none (its README's
+/// way to opt out). A `cargo update` that moved it on would add ~125 KB to the binary.
+#[test]
+fn the_build_carries_no_unicode_host_name_tables() {
+    let lock =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
+    let adapter = lock
+        .split("[[package]]")
+        .find(|entry| entry.contains("name = \"idna_adapter\""))
+        .expect("idna_adapter in Cargo.lock");
+    assert!(adapter.contains("version = \"1.0."), "{adapter}");
+    assert!(
+        !lock.contains("name = \"icu_normalizer\""),
+        "ICU is in Cargo.lock"
+    );
+}
+
+#[test]
 fn process_command_and_app_directory_with_line_breaks_or_brackets_are_refused() {
     let sb = Sandbox::new();
     let cases = [

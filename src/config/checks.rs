@@ -24,6 +24,7 @@ pub fn region(region: &str) -> Result<(), String> {
 /// unless `allow_insecure` says so: over plain http, anyone on the path reads the credentials
 /// STS returns, or returns their own.
 pub fn endpoint_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+    sendable_url(url)?;
     if url.starts_with("https://") {
         return Ok(());
     }
@@ -40,6 +41,30 @@ pub fn endpoint_url(url: &str, allow_insecure: bool) -> Result<(), String> {
          would cross the network unencrypted, for anyone on the path to read or replace; use https://, \
          or, if that path is trusted, set sts.allow_insecure_endpoint: true (--sts-allow-insecure-endpoint)"
     ))
+}
+
+/// A URL the SDK can send a request to: it parses endpoints as HTTP URIs, which are ASCII (an
+/// internationalized host name is written in its `xn--` form, as DNS knows it), and would
+/// otherwise fail every call with "invalid uri character" long after the configuration passed.
+fn sendable_url(url: &str) -> Result<(), String> {
+    if !url.is_ascii() {
+        return Err(format!(
+            "endpoint URL {url:?} has characters beyond ASCII: write an internationalized host \
+             name in its xn-- form (bücher.example is xn--bcher-kva.example) and percent-encode \
+             the rest"
+        ));
+    }
+    match url.parse::<hyper::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|host| !host.is_empty()) => Ok(()),
+        Ok(_) => Err(format!(
+            "endpoint URL {url:?} names no host: write it like https://sts.us-east-1.amazonaws.com"
+        )),
+        Err(error) => Err(format!(
+            "endpoint URL {url:?} is not a URL ({error}): write it like \
+             https://sts.us-east-1.amazonaws.com, with any space or other special character \
+             percent-encoded"
+        )),
+    }
 }
 
 /// The host of a URL's rest after `scheme://`: without user info, port or brackets.
@@ -306,6 +331,28 @@ mod tests {
         assert!(endpoint_url("ftp://x", true)
             .unwrap_err()
             .contains("https://"));
+    }
+
+    #[test]
+    fn an_endpoint_the_sdk_could_not_send_to_is_refused_with_what_to_write() {
+        for (url, words) in [
+            ("https://bücher.example", "xn--bcher-kva.example"),
+            ("http://127.0.0.1:5000/ä", "percent-encode"),
+            ("https://sts example.com", "percent-encoded"),
+            ("https://sts.example.com/a b", "percent-encoded"),
+            ("https://", "is not a URL"),
+            ("/sts", "names no host"),
+        ] {
+            let err = endpoint_url(url, true).unwrap_err();
+            assert!(err.contains(words), "{url}: {err}");
+        }
+        for url in [
+            "https://xn--bcher-kva.example",
+            "https://sts.example.com/a%20b",
+            "http://[::1]:5000/",
+        ] {
+            assert_eq!(endpoint_url(url, false), Ok(()), "{url}");
+        }
     }
 
     #[test]
