@@ -7,6 +7,8 @@ FROM rust:1.94-alpine3.22 AS build
 RUN apk add --no-cache musl-dev gcc make perl cmake ca-certificates
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The musl build's linker flags (packed relocations).
+COPY .cargo ./.cargo
 COPY src ./src
 RUN cargo build --release --locked \
  && install -D -m 0755 target/release/rolerelay /out/rolerelay \

@@ -3,8 +3,9 @@
 physical floor, on this machine, against a local moto STS. Prints a table and writes
 bench/RESULTS.md. Not a pass/fail test: the goals are reported, met or not.
 
-Usage: bench/run.py [--smoke] [--binary PATH] [--ceiling PATH] [--sts PATH] [--storm-1000]
+Usage: bench/run.py [--smoke] [--binary PATH] [--ceiling PATH] [--sts PATH] [--shipped PATH] [--storm-1000]
   --smoke       a few seconds of each, to check the benchmark itself runs (CI)
+  --shipped     the shipped build (static musl): its size and idle RSS too
   --storm-1000  the restart storm with 1,000 processes too (about 8 GiB of RSS)
 """
 
@@ -101,11 +102,11 @@ class Bench:
         self.rows.append((what, value, baseline, ratio, goal, "yes" if met else "**no**"))
         print(f"{what:<44} {value:>18} {baseline:>22} {ratio:>9} {goal:>22} {'met' if met else 'MISSED'}", flush=True)
 
-    def sidecar(self, roles, extra="", name="run", ports=None):
+    def sidecar(self, roles, extra="", name="run", ports=None, binary=None):
         """Starts `run` with `roles` roles; returns (process, status URL, endpoint URL, token path)."""
         ports = ports or (free_port(), free_port())
         self.write_config(name, range(roles), extra, ports)
-        proc = subprocess.Popen([self.args.binary, "run", "--config", os.path.join(self.work, f"{name}.yaml")],
+        proc = subprocess.Popen([binary or self.args.binary, "run", "--config", os.path.join(self.work, f"{name}.yaml")],
                                 env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         status, endpoint = ports
         token = os.path.join(self.work, name, "token")
@@ -177,25 +178,34 @@ class Bench:
         per = (cpu1 - cpu0) / max(n1 - n0, 1)
         self.row("CPU per refresh (100 roles, every 1s)", f"{per * 1e3:.2f} ms", f"{n1 - n0:.0f} refreshes", "", "(measured)", True)
 
-    # 3. Idle footprint.
+    # 3. Idle footprint: the build measured throughout, and the shipped one when given.
     def idle(self):
-        window = 3 if self.args.smoke else 10
         self.idle_rss = {}
         for roles in (1, 100):
-            proc, status, _, _ = self.sidecar(roles, "", f"idle{roles}")
-            self.wait_ready(status)
-            time.sleep(1)
-            cpu0 = cpu_seconds(proc.pid)
-            time.sleep(window)
-            cpu = (cpu_seconds(proc.pid) - cpu0) / window
-            self.idle_rss[roles] = rss_kib(proc.pid)
-            proc.terminate(); proc.wait()
+            self.idle_rss[roles], cpu = self.idle_one(roles, self.args.binary)
             mib = self.idle_rss[roles] / 1024
             if roles == 1:
                 self.row("idle RSS, 1 role", f"{mib:.1f} MiB", "", "", "<= 7 MiB", mib <= 7)
             else:
                 self.row("idle RSS, 100 roles", f"{mib:.1f} MiB", "", "", "(measured)", True)
             self.row(f"idle CPU, {roles} role(s)", f"{cpu * 100:.2f} %", "", "", "0 % (no polling)", cpu < 0.005)
+        if self.args.shipped:
+            rss, _ = self.idle_one(1, self.args.shipped)
+            self.row("idle RSS, 1 role, shipped build", f"{rss / 1024:.1f} MiB", "static musl", "", "<= 7 MiB",
+                     rss / 1024 <= 7)
+
+    def idle_one(self, roles, binary):
+        """RSS (KiB) once ready and settled, and the share of a CPU used while idle."""
+        window = 3 if self.args.smoke else 10
+        proc, status, _, _ = self.sidecar(roles, "", f"idle{roles}", binary=binary)
+        self.wait_ready(status)
+        time.sleep(1)
+        cpu0 = cpu_seconds(proc.pid)
+        time.sleep(window)
+        cpu = (cpu_seconds(proc.pid) - cpu0) / window
+        rss = rss_kib(proc.pid)
+        proc.terminate(); proc.wait()
+        return rss, cpu
 
     # 4. Endpoint throughput and latency against a minimal hyper server.
     def endpoint(self):
@@ -338,6 +348,9 @@ class Bench:
     def size(self):
         size = os.path.getsize(self.args.binary) / 1e6
         self.row("release binary (stripped)", f"{size:.2f} MB", os.path.basename(self.args.binary), "", "<= 5 MB", size <= 5)
+        if self.args.shipped:
+            size = os.path.getsize(self.args.shipped) / 1e6
+            self.row("shipped binary (stripped)", f"{size:.2f} MB", "static musl", "", "<= 5 MB", size <= 5)
 
     def results(self):
         cpu = re.search(r"model name\s*:\s*(.+)", open("/proc/cpuinfo").read())
@@ -345,7 +358,8 @@ class Bench:
             "# Benchmark results", "",
             f"Measured by `bench/run.py` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores "
             f"({cpu.group(1).strip() if cpu else platform.machine()}), {platform.system()} {platform.release()}, "
-            f"against a local moto server; medians of repeated runs. Binary: `{os.path.relpath(self.args.binary, ROOT)}`.",
+            f"against a local moto server; medians of repeated runs. Binary: `{os.path.relpath(self.args.binary, ROOT)}`"
+            + (f"; shipped build: `{os.path.relpath(self.args.shipped, ROOT)}`." if self.args.shipped else "."),
             "", "| measure | rolerelay | baseline | ratio | goal | met |", "|---|---|---|---|---|---|",
         ]
         lines += ["| " + " | ".join(r) + " |" for r in self.rows]
@@ -359,6 +373,8 @@ def main():
     parser.add_argument("--ceiling", default=os.path.join(ROOT, "target", "release", "examples", "ceiling"))
     parser.add_argument("--sts", default=os.path.join(ROOT, "target", "release", "examples", "sts"))
     parser.add_argument("--storm-1000", action="store_true")
+    parser.add_argument("--shipped", help="the shipped build (static musl, as the Dockerfile builds it): "
+                        "its size and idle RSS are measured too")
     parser.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     args = parser.parse_args()
     bench = Bench(args)

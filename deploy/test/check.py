@@ -531,6 +531,15 @@ def dockerfile():
     text = open(os.path.join(ROOT, "Dockerfile")).read()
     check('ENTRYPOINT ["/rolerelay"]' in text and 'CMD ["run"]' in text, "the image's entrypoint and command")
     check(re.search(r"^USER \d+:\d+$", text, re.M) is not None, "the image runs as a numeric non-root user")
+    # The build context is what .dockerignore lets through ("*", then "!path" for each kept path):
+    # every file the build stage copies from it must be kept, or the build breaks (or, for
+    # .cargo/, silently loses the musl build's linker flags).
+    ignore = open(os.path.join(ROOT, ".dockerignore")).read().split("\n")
+    kept = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = [source.rstrip("/") for line in text.splitlines() if line.startswith("COPY ") and "--from=" not in line
+              for source in line.split()[1:-1]]
+    check("*" in ignore and copied and all(source in kept for source in copied),
+          f"the Dockerfile copies only what .dockerignore keeps: {copied} within {sorted(kept)}")
 
 
 def checkov():
