@@ -40,7 +40,7 @@ pub fn render_credentials(
     out
 }
 
-/// The length of a `credentials` section (the fixed text is 89 bytes).
+/// The length of a `credentials` section: 89 bytes of fixed text (pinned by the golden test).
 fn section_size(section: &str, c: &Credentials) -> usize {
     89 + section.len()
         + c.access_key_id.len()

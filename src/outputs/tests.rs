@@ -47,10 +47,10 @@ fn golden(file: &str) -> String {
 fn credentials_ini_matches_golden() {
     let (a, b) = (creds('A'), creds('B'));
     let all = [(&name("account-a"), &a), (&name("account-b"), &b)];
-    assert_eq!(
-        ini::render_credentials(&all, Some(&name("account-b"))),
-        golden("credentials.ini")
-    );
+    let text = ini::render_credentials(&all, Some(&name("account-b")));
+    assert_eq!(text, golden("credentials.ini"));
+    // Sized once, exactly: the section's fixed length in `section_size` matches the format.
+    assert_eq!(text.capacity(), text.len());
 }
 
 #[test]
