@@ -6,9 +6,11 @@ FROM rust:1.94-alpine3.22 AS build
 # hadolint ignore=DL3018
 RUN apk add --no-cache musl-dev gcc make perl cmake ca-certificates
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-# The musl build's linker flags (packed relocations).
+COPY Cargo.toml Cargo.lock build.rs ./
+# The link of the release binary: packed relocations (.cargo, musl builds) and no unwind
+# tables (build.rs and its linker script, link/).
 COPY .cargo ./.cargo
+COPY link ./link
 COPY src ./src
 RUN cargo build --release --locked \
  && install -D -m 0755 target/release/rolerelay /out/rolerelay \
