@@ -153,13 +153,7 @@ pub fn parse(text: &str) -> Result<FileConfig, FileError> {
     // `file_mode: 0640` unquoted stays the text "0640" rather than becoming the number 640.
     options.leading_zero_numbers_as_strings = true;
     options.with_snippet = false;
-    let mut key = String::new();
-    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        serde_path_to_error::deserialize::<_, Option<FileConfig>>(de).map_err(|error| {
-            key = error.path().to_string();
-            error.into_inner()
-        })
-    });
+    let parsed = serde_saphyr::from_str_with_options::<Option<FileConfig>>(text, options);
     parsed.map(Option::unwrap_or_default).map_err(|error| {
         let location = error.location();
         let mut message = error.without_snippet().to_string();
@@ -169,26 +163,28 @@ pub fn parse(text: &str) -> Result<FileConfig, FileError> {
                 message = stripped.to_string();
             }
         }
-        let mut key = match key.trim_end_matches(".value") {
-            "" | "." => "(top level)".to_string(),
-            path => path.to_string(),
+        let duplicate = duplicate_key(&message).map(str::to_string);
+        let place = if duplicate.is_some() || message.starts_with("unknown field") {
+            Place::Key
+        } else if message.starts_with("missing field") {
+            Place::Mapping
+        } else {
+            Place::Node
         };
-        let message = match duplicate_key(&message) {
-            Some(duplicate) => {
-                // The parser names the mapping's key `?`; name the repeated key itself.
-                key = match key.strip_suffix('?') {
-                    Some(parent) => format!("{parent}{duplicate}"),
-                    None if key == "(top level)" => duplicate.to_string(),
-                    None => format!("{key}.{duplicate}"),
-                };
-                format!("`{duplicate}` is set twice in the same mapping: keep one")
-            }
-            None => what_to_write(&message),
-        };
+        let key = location.map_or_else(String::new, |at| {
+            key_path_at(text, at.line(), at.column(), place)
+        });
         FileError {
             line: location.map(|at| at.line()),
-            key,
-            message,
+            key: if key.is_empty() {
+                "(top level)".to_string()
+            } else {
+                key
+            },
+            message: match duplicate {
+                Some(key) => format!("`{key}` is set twice in the same mapping: keep one"),
+                None => what_to_write(&message),
+            },
         }
     })
 }
@@ -219,4 +215,108 @@ fn what_to_write(message: &str) -> String {
         _ => return message.to_string(),
     };
     hint.to_string()
+}
+
+/// One open mapping or sequence, on the way to a node.
+enum Level {
+    /// A mapping: its current key, and whether the next node is a key (or that key's value).
+    Mapping {
+        key: Option<String>,
+        next_is_key: bool,
+    },
+    /// A sequence: the index of its current item.
+    Sequence { index: Option<usize> },
+}
+
+/// What a parser error's place is: a mapping's key (an unknown or repeated one), a mapping that
+/// lacks a key, or any other node.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Place {
+    Key,
+    Mapping,
+    Node,
+}
+
+/// The key path (`roles[1].duration`) of what the parser's error reports at `line`:`column`
+/// (1-based); empty for the top level. serde-saphyr's errors carry a place, not a path: this
+/// walks the text's YAML events to the first node there or after it (for [`Place::Key`], the
+/// first key), or to the mapping or sequence that ends there. A block mapping starts where its
+/// first key does; a flow mapping lacking a key is reported at its first key.
+pub(super) fn key_path_at(text: &str, line: u64, column: u64, place: Place) -> String {
+    use granit_parser::{Event, Parser};
+    let mut levels: Vec<Level> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { break };
+        let reached = (span.start.line() as u64, span.start.col() as u64 + 1) >= (line, column);
+        let in_key = matches!(
+            levels.last(),
+            Some(Level::Mapping {
+                next_is_key: true,
+                ..
+            })
+        );
+        match event {
+            Event::Scalar(..)
+            | Event::Alias(..)
+            | Event::SequenceStart(..)
+            | Event::MappingStart(..) => {
+                match levels.last_mut() {
+                    Some(Level::Mapping {
+                        key,
+                        next_is_key: true,
+                    }) => {
+                        *key = Some(match &event {
+                            Event::Scalar(text, ..) => text.to_string(),
+                            _ => "?".to_string(),
+                        });
+                    }
+                    Some(Level::Sequence { index }) => *index = Some(index.map_or(0, |i| i + 1)),
+                    _ => {}
+                }
+                let scalar = matches!(event, Event::Scalar(..) | Event::Alias(..));
+                if reached && (place != Place::Key || (in_key && scalar)) {
+                    let up = usize::from(place == Place::Mapping && in_key);
+                    return path_of(&levels[..levels.len() - up]);
+                }
+                match event {
+                    Event::SequenceStart(..) => levels.push(Level::Sequence { index: None }),
+                    Event::MappingStart(..) => levels.push(Level::Mapping {
+                        key: None,
+                        next_is_key: true,
+                    }),
+                    _ => flip(&mut levels),
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                levels.pop();
+                if reached && place != Place::Key {
+                    return path_of(&levels);
+                }
+                flip(&mut levels);
+            }
+            _ => {}
+        }
+    }
+    path_of(&levels)
+}
+
+/// A node is complete: in a mapping, a key's value comes next, or a value's next key.
+fn flip(levels: &mut [Level]) {
+    if let Some(Level::Mapping { next_is_key, .. }) = levels.last_mut() {
+        *next_is_key = !*next_is_key;
+    }
+}
+
+/// `roles[1].duration` for the levels open on the way to it.
+fn path_of(levels: &[Level]) -> String {
+    let mut path = String::new();
+    for level in levels {
+        match level {
+            Level::Mapping { key: Some(key), .. } if path.is_empty() => path.push_str(key),
+            Level::Mapping { key: Some(key), .. } => path.push_str(&format!(".{key}")),
+            Level::Sequence { index: Some(i) } => path.push_str(&format!("[{i}]")),
+            _ => {}
+        }
+    }
+    path
 }

@@ -290,6 +290,22 @@ fn errors_name_the_line_the_key_and_the_fix() {
         ("sts:\n  region: a\n  region: b\n", "c.yaml:3: sts.region: `region` is set twice in the same mapping: keep one"),
         ("sts:\n  region: a\nsts:\n  region: b\n", "c.yaml:3: sts: `sts` is set twice"),
         ("roles: []\n", "c.yaml: roles: no roles configured"),
+        // The key path is found from the error's place, in block and in flow style alike.
+        ("refresh: {jiter: 1}\n", "c.yaml:1: refresh.jiter: unknown field `jiter`"),
+        ("sts:\n  endpoint_url:\n    a: b\n", "c.yaml:3: sts.endpoint_url: expected a single value"),
+        ("clients:\n  - {}\n", "c.yaml:2: clients[0]: missing field `name`"),
+        (
+            "roles: [{name: a, role_arn: arn:aws:iam::111111111111:role/A}, {name: b}]\n",
+            "c.yaml:1: roles[1]: missing field `role_arn`",
+        ),
+        (
+            "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    chain:\n      - arn:aws:iam::111111111111:role/B\n      - nope\n",
+            "c.yaml:6: roles[0].chain[1]: \"nope\" is not an IAM role ARN",
+        ),
+        (
+            "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    tags:\n      a: x\n      a: y\n",
+            "c.yaml:6: roles[0].tags.a: `a` is set twice in the same mapping",
+        ),
     ];
     for (text, expected) in cases {
         let text = if text.starts_with("roles") {
