@@ -3,9 +3,9 @@
 //! A release build aborts on panic (`panic = "abort"` in Cargo.toml): nothing unwinds the stack,
 //! so the unwind tables (~0.7 MB) are left out by `link/no-unwind-tables.ld`. A panic still
 //! prints its message and where it happened, then aborts; a `RUST_BACKTRACE` backtrace has no
-//! frames (a stripped binary has no names for them anyway). Debug builds and the tests keep the
-//! tables: they unwind. Only the `rolerelay` binary is linked so, and only on Linux (GNU ld and
-//! LLD read the script; `tests/release_link.rs` links a program with it).
+//! frames (a stripped binary has no names for them anyway). Debug builds and the test binaries
+//! keep the tables: they unwind. Only the `rolerelay` binary is linked so, and only on Linux (GNU
+//! ld and LLD read the script; `tests/release_link.rs` links a program with it).
 
 use std::env;
 

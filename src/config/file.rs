@@ -171,6 +171,7 @@ pub fn parse(text: &str) -> Result<FileConfig, FileError> {
         } else {
             Place::Node
         };
+        // An error without a place (rare: serde-saphyr places nearly all) names the top level.
         let key = location.map_or_else(String::new, |at| {
             key_path_at(text, at.line(), at.column(), place)
         });
@@ -240,8 +241,10 @@ pub(super) enum Place {
 /// The key path (`roles[1].duration`) of what the parser's error reports at `line`:`column`
 /// (1-based); empty for the top level. serde-saphyr's errors carry a place, not a path: this
 /// walks the text's YAML events to the first node there or after it (for [`Place::Key`], the
-/// first key), or to the mapping or sequence that ends there. A block mapping starts where its
-/// first key does; a flow mapping lacking a key is reported at its first key.
+/// first key), or else to the mapping or sequence that ends after it. Where a block list or
+/// mapping ends, the parser puts its end at the next key, so an end only counts after the place.
+/// A mapping lacking a key is reported at its last key (`{` when it has none), and a block
+/// mapping starts where its first key does.
 pub(super) fn key_path_at(text: &str, line: u64, column: u64, place: Place) -> String {
     use granit_parser::{Event, Parser};
     let mut levels: Vec<Level> = Vec::new();
@@ -289,7 +292,9 @@ pub(super) fn key_path_at(text: &str, line: u64, column: u64, place: Place) -> S
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 levels.pop();
-                if reached && place != Place::Key {
+                let after =
+                    (span.start.line() as u64, span.start.col() as u64 + 1) > (line, column);
+                if after && place == Place::Node {
                     return path_of(&levels);
                 }
                 flip(&mut levels);

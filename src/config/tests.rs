@@ -302,6 +302,15 @@ fn errors_name_the_line_the_key_and_the_fix() {
             "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    chain:\n      - arn:aws:iam::111111111111:role/B\n      - nope\n",
             "c.yaml:6: roles[0].chain[1]: \"nope\" is not an IAM role ARN",
         ),
+        // A mapping lacking a key is reported at its last key, where the list before it ends.
+        (
+            "roles:\n  - name: a\n    chain:\n      - arn:aws:iam::111111111111:role/B\n    duration: 1h\n",
+            "c.yaml:5: roles[0]: missing field `role_arn`",
+        ),
+        (
+            "clients:\n  - roles:\n      - a\n    directory: x\n",
+            "c.yaml:4: clients[0]: missing field `name`",
+        ),
         (
             "roles:\n  - name: a\n    role_arn: arn:aws:iam::111111111111:role/A\n    tags:\n      a: x\n      a: y\n",
             "c.yaml:6: roles[0].tags.a: `a` is set twice in the same mapping",
