@@ -250,7 +250,8 @@ pub(super) fn key_path_at(text: &str, line: u64, column: u64, place: Place) -> S
     let mut levels: Vec<Level> = Vec::new();
     for event in Parser::new_from_str(text) {
         let Ok((event, span)) = event else { break };
-        let reached = (span.start.line() as u64, span.start.col() as u64 + 1) >= (line, column);
+        let start = (span.start.line() as u64, span.start.col() as u64 + 1);
+        let reached = start >= (line, column);
         let in_key = matches!(
             levels.last(),
             Some(Level::Mapping {
@@ -292,9 +293,7 @@ pub(super) fn key_path_at(text: &str, line: u64, column: u64, place: Place) -> S
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 levels.pop();
-                let after =
-                    (span.start.line() as u64, span.start.col() as u64 + 1) > (line, column);
-                if after && place == Place::Node {
+                if start > (line, column) && place == Place::Node {
                     return path_of(&levels);
                 }
                 flip(&mut levels);
